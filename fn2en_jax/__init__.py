@@ -1,0 +1,1 @@
+"""FaceNet2ExpNet in JAX/Flax."""
