@@ -1,0 +1,145 @@
+"""The input pipeline: grain over a TFDS random-access data source.
+
+Every model in this package takes RGB images scaled to [-1, 1]; a teacher that was trained with another
+normalisation converts inside its own apply function, so that the student and the teacher read the same batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from fn2en_jax.data import build, folds
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+  """A subset of a data source's records, with the columns the splits and reports need."""
+  source: Sequence[dict]
+  indices: np.ndarray
+  labels: np.ndarray
+  subjects: np.ndarray
+  class_names: tuple[str, ...]
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i: int) -> dict:
+    return self.source[int(self.indices[i])]
+
+  def subset(self, positions: np.ndarray) -> 'Examples':
+    return dataclasses.replace(self, indices=self.indices[positions], labels=self.labels[positions],
+                               subjects=self.subjects[positions])
+
+
+def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> Examples:
+  """Reads `split` of the dataset `data_cfg` describes (building it on first use)."""
+  config = None
+  if data_cfg.name == 'synth_faces':
+    from fn2en_jax.data.builders import synth_faces  # pylint: disable=g-import-not-at-top
+    config = synth_faces.make_config(data_cfg.config, **data_cfg.synth)
+    name = 'synth_faces'
+  else:
+    name = f'{data_cfg.name}/{data_cfg.config}' if data_cfg.config else data_cfg.name
+  builder = build.get_builder(name, data_dir=data_dir, manual_dir=data_cfg.manual_dir or None, config=config)
+  if split not in builder.info.splits:
+    raise ValueError(f'data.split: {builder.info.full_name} has splits {sorted(builder.info.splits)}, not {split!r}')
+  source = builder.as_data_source()[split]
+  # One pass over the records to learn labels and subjects; the datasets are small (tens of thousands of faces).
+  records = [source[i] for i in range(len(source))]
+  labels = np.asarray([r['label'] for r in records], np.int32)
+  subjects = np.asarray([_text(r['subject']) for r in records])
+  names = tuple(builder.info.features['label'].names)
+  return Examples(source, np.arange(len(source)), labels, subjects, names)
+
+
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def subject_split(examples: Examples, fold: int, num_folds: int) -> tuple[Examples, Examples]:
+  """(train, test) with no subject in both: the test set is subject fold `fold` of `num_folds`."""
+  train, test = folds.fold_split(examples.subjects, fold, num_folds)
+  return examples.subset(train), examples.subset(test)
+
+
+def holdout_split(examples: Examples, every: int) -> tuple[Examples, Examples]:
+  """(train, test) holding out every `every`-th example: for identity data, where test subjects are train subjects."""
+  positions = np.arange(len(examples))
+  return examples.subset(positions[positions % every != 0]), examples.subset(positions[positions % every == 0])
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+  if image.shape[0] == size and image.shape[1] == size:
+    return image
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def preprocess_train(image: np.ndarray, rng: np.random.Generator, image_size: int, resize: int,
+                     flip: bool) -> np.ndarray:
+  """Resize to `resize`, random `image_size` crop, random horizontal flip."""
+  image = _resize(image, resize)
+  top, left = rng.integers(0, resize - image_size + 1, size=2)
+  image = image[top:top + image_size, left:left + image_size]
+  if flip and rng.random() < 0.5:
+    image = image[:, ::-1]
+  return normalize(image)
+
+
+def preprocess_eval(image: np.ndarray, image_size: int, resize: int) -> np.ndarray:
+  """Resize to `resize`, center `image_size` crop."""
+  image = _resize(image, resize)
+  offset = (resize - image_size) // 2
+  return normalize(image[offset:offset + image_size, offset:offset + image_size])
+
+
+def resize_for(data_cfg: ml_collections.ConfigDict) -> int:
+  return int(round(data_cfg.image_size * data_cfg.crop_scale))
+
+
+def train_iterator(examples: Examples, data_cfg: ml_collections.ConfigDict, *, global_batch_size: int, seed: int):
+  """An endless, shuffled, augmented, batched and checkpointable iterator over this host's share of `examples`."""
+  if global_batch_size % jax.process_count():
+    raise ValueError(f'batch_size {global_batch_size} is not divisible by {jax.process_count()} hosts')
+  local = examples.subset(np.arange(len(examples))[jax.process_index()::jax.process_count()])
+  size, resize, flip = data_cfg.image_size, resize_for(data_cfg), data_cfg.flip
+
+  def augment(record: dict, rng: np.random.Generator) -> dict:
+    return {'image': preprocess_train(record['image'], rng, size, resize, flip),
+            'label': np.int32(record['label'])}
+
+  dataset = (grain.MapDataset.source(local).shuffle(seed=seed).repeat()
+             .random_map(augment, seed=seed).batch(global_batch_size // jax.process_count(), drop_remainder=True))
+  options = grain.ReadOptions(num_threads=data_cfg.num_threads, prefetch_buffer_size=data_cfg.prefetch)
+  return iter(dataset.to_iter_dataset(options))
+
+
+def eval_arrays(examples: Examples, data_cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """The whole (small) evaluation set, preprocessed, in memory and in a fixed order."""
+  size, resize = data_cfg.image_size, resize_for(data_cfg)
+  images = np.stack([preprocess_eval(examples[i]['image'], size, resize) for i in range(len(examples))])
+  return {'image': images, 'label': examples.labels}
+
+
+def eval_batches(arrays: dict[str, np.ndarray], global_batch_size: int):
+  """Fixed-size batches of this host's rows, zero-padded at the end; `mask` marks the real examples."""
+  n = len(arrays['label'])
+  per_host = global_batch_size // jax.process_count()
+  for start in range(0, n, global_batch_size):
+    lo = start + jax.process_index() * per_host
+    rows = {k: v[lo:min(lo + per_host, n)] for k, v in arrays.items()}
+    real = len(rows['label'])
+    pad = per_host - real
+    batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in rows.items()}
+    batch['mask'] = np.concatenate([np.ones(real, bool), np.zeros(pad, bool)])
+    yield batch

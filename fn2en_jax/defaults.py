@@ -1,0 +1,79 @@
+"""Defaults every experiment config in configs/ starts from (big_vision style: import, then override a few
+fields).
+Every field can be overridden on the command line, e.g. `--config.stage_a.learning_rate=0.01`.
+"""
+
+import ml_collections
+
+
+def stage_config(**overrides) -> ml_collections.ConfigDict:
+  """Optimizer, schedule and loop settings of one stage."""
+  cfg = ml_collections.ConfigDict(dict(
+      num_steps=1000,
+      batch_size=64,            # global, over all devices and hosts
+      optimizer='sgd',          # 'sgd' | 'adamw'
+      learning_rate=0.01,
+      momentum=0.9,
+      nesterov=False,
+      weight_decay=5e-4,        # kernels only: biases and BatchNorm are not decayed
+      schedule='cosine',        # 'cosine' | 'step' | 'constant'
+      warmup_steps=0,
+      decay_steps=(),           # schedule='step': steps where the rate is multiplied by decay_factor
+      decay_factor=0.1,
+      grad_clip_norm=0.0,       # 0 disables clipping
+      label_smoothing=0.0,
+      log_every=50,
+      eval_every=500,
+      checkpoint_every=500,
+  ))
+  cfg.update(overrides)
+  return cfg
+
+
+def data_config(**overrides) -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict(dict(
+      name='synth_faces',
+      config='expressions',     # TFDS builder config
+      manual_dir='',            # where the licensed files are (real datasets)
+      split='train',
+      eval_split='',            # '' = hold out subject fold `fold` of `num_folds` from `split`
+      fold=0,
+      num_folds=10,
+      holdout_every=0,          # >0: hold out every n-th example instead (identity data, where subjects repeat)
+      image_size=224,           # model input
+      crop_scale=1.125,         # resize to image_size * crop_scale, then crop image_size (random: train, center: eval)
+      flip=True,
+      num_threads=2,
+      prefetch=4,
+      synth=ml_collections.ConfigDict(),  # synth_faces.make_config arguments (synthetic data only)
+  ))
+  cfg.update(overrides)
+  return cfg
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.dtype = 'float32'      # activations; 'bfloat16' on GPU/TPU (parameters and optimizer state stay float32)
+  config.data_dir = '~/tensorflow_datasets'
+  # Stages run in this order; a stage whose final checkpoint exists is skipped.
+  config.stages = ('face', 'a', 'b', 'scratch')
+
+  config.data = data_config()                       # the expression dataset
+  config.face_data = data_config(config='identities', holdout_every=10)  # face_pretrain only
+
+  config.teacher = ml_collections.ConfigDict(dict(
+      model='vgg_face', width=1.0, fc_dim=4096, dropout=0.5,
+      tap='pool5',              # the teacher layer stage a regresses
+      init='',                  # a converted face net directory; '' = the face_pretrain stage of this workdir
+  ))
+  config.student = ml_collections.ConfigDict(dict(
+      widths=(64, 128, 256, 512, 512), fc_dim=256, dropout=0.5,
+  ))
+
+  config.stage_face_pretrain = stage_config()
+  config.stage_face = stage_config(learning_rate=0.001)
+  config.stage_a = stage_config(p=2, reduction='sum')
+  config.stage_b = stage_config()
+  config.stage_scratch = stage_config()
+  return config

@@ -1,0 +1,1 @@
+"""Flax Linen models: the teacher (a face net) and the student (ExpNet)."""

@@ -1,0 +1,47 @@
+"""VGG-16 face net (VGG-Face, Parkhi et al. 2015) with named feature taps.
+
+Parameter names follow the original release (conv1_1 ... conv5_3, fc6, fc7, fc8) so that converted weights map
+one to one. Every tap is the activation *after* its ReLU (Caffe's in-place ReLU overwrote fc6/fc7 the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# (convs per block, channels) of VGG-16.
+BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+TAPS = ('pool1', 'pool2', 'pool3', 'pool4', 'pool5', 'fc6', 'fc7', 'logits')
+
+
+class VGGFace(nn.Module):
+  """VGG-16; `width` scales every layer (1.0 is VGG-Face itself, the demo uses a thin one)."""
+  num_classes: int
+  width: float = 1.0
+  fc_dim: int = 4096
+  dropout: float = 0.5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool, tap: str = 'logits'):
+    if tap not in TAPS:
+      raise ValueError(f'VGGFace tap must be one of {TAPS}, got {tap!r}')
+    x = x.astype(self.dtype)
+    for block, (convs, channels) in enumerate(BLOCKS, start=1):
+      for i in range(1, convs + 1):
+        x = nn.Conv(max(1, round(channels * self.width)), (3, 3), padding=1, dtype=self.dtype,
+                    name=f'conv{block}_{i}')(x)
+        x = nn.relu(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      if tap == f'pool{block}':
+        return x
+    # Flax flattens in (H, W, C) order; converters from CHW frameworks permute fc6 accordingly.
+    x = x.reshape((x.shape[0], -1))
+    for name in ('fc6', 'fc7'):
+      x = nn.relu(nn.Dense(max(1, round(self.fc_dim * self.width)), dtype=self.dtype, name=name)(x))
+      if tap == name:
+        return x
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc8')(x)

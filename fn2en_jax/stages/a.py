@@ -1,0 +1,87 @@
+"""Stage a: the student's conv trunk regresses the frozen teacher's feature map (eq. 3 of the paper).
+
+The teacher is the face net fine-tuned in the `face` stage. It is read once, passed to every step as a frozen input
+(never part of the trained state, never checkpointed again), and gets no gradient. When the teacher's tap and the
+student's pool5 differ in shape, a 1x1 conv adapter maps the student's channels and the teacher map is resized to the
+student's spatial size; the adapter is discarded after this stage.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fn2en_jax import losses
+from fn2en_jax.models import face_nets
+from fn2en_jax.stages import common
+from fn2en_jax.train import checkpoint, loop, parallel
+
+NAME = 'a'
+
+
+def teacher_map(teacher, teacher_vars: dict, images: jax.Array, *, tap: str, size: tuple[int, int]) -> jax.Array:
+  """G(I): the teacher's tap, resized (area-weighted) to the student's spatial size when they differ."""
+  features = teacher.apply(teacher_vars, images, train=False, tap=tap)
+  if features.shape[1:3] != size:
+    features = jax.image.resize(features, features.shape[:1] + size + features.shape[3:], 'linear', antialias=True)
+  return lax.stop_gradient(features)
+
+
+def train_step(state, batch, teacher_vars, *, teacher, tap, p, reduction):
+  def loss_fn(params):
+    student_map, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, batch['image'],
+                                          train=True, mutable=['batch_stats'])
+    target = teacher_map(teacher, teacher_vars, batch['image'], tap=tap, size=student_map.shape[1:3])
+    return losses.lp_regression(student_map, target, p, reduction), updates
+
+  (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = lax.pmean(grads, parallel.AXIS)
+  batch_stats = lax.pmean(updates['batch_stats'], parallel.AXIS)
+  return state.apply_gradients(grads, batch_stats), lax.pmean({'loss': loss}, parallel.AXIS)
+
+
+def eval_step(state, batch, teacher_vars, *, teacher, tap, p, reduction):
+  student_map = state.apply_fn(state.variables, batch['image'], train=False)
+  target = teacher_map(teacher, teacher_vars, batch['image'], tap=tap, size=student_map.shape[1:3])
+  per_example = jax.vmap(lambda s, t: losses.lp_regression(s[None], t[None], p, reduction))(student_map, target)
+  return {'loss': per_example, 'mask': batch['mask']}
+
+
+def summarize(outputs: dict) -> dict:
+  keep = outputs['mask'].astype(bool)
+  return {'lp_loss': float(outputs['loss'][keep].mean())}
+
+
+def load_teacher(config, workdir: str, num_classes: int, rng):
+  """The fine-tuned face net of this workdir's `face` stage: (module, variables)."""
+  teacher = face_nets.build(config.teacher, num_classes, common.dtype(config))
+  variables = common.init_variables(teacher, rng, config.data.image_size)
+  return teacher, checkpoint.restore_subset(checkpoint.latest_state_path(os.path.join(workdir, 'face')), variables)
+
+
+def setup(config, workdir: str, mesh, data_dir: str):
+  train, test = common.expression_splits(config, data_dir)
+  rng = jax.random.fold_in(jax.random.key(config.seed), 2)
+  teacher, teacher_vars = load_teacher(config, workdir, len(train.class_names), rng)
+  tap = config.teacher.tap
+  size = config.data.image_size
+  tap_shape = jax.eval_shape(functools.partial(teacher.apply, train=False, tap=tap), teacher_vars,
+                             jnp.zeros((1, size, size, 3))).shape
+  if len(tap_shape) != 4:
+    raise ValueError(f'teacher.tap={tap!r} is a vector {tap_shape}; stage a regresses a spatial map '
+                     '(pool1..pool5 of vgg_face)')
+  channels = tap_shape[-1]
+  adapter = None if channels == config.student.widths[-1] else channels
+  student = common.student(config, len(train.class_names), adapter_channels=adapter)
+  variables = common.init_variables(student, rng, size, tap='adapter')
+  state = common.create_state(student, variables, config.stage_a, rng, tap='adapter')
+  hp = dict(teacher=teacher, tap=tap, p=config.stage_a.p, reduction=config.stage_a.reduction)
+  return loop.Stage(
+      name=NAME, state=parallel.replicate(state, mesh), aux=parallel.replicate(teacher_vars, mesh),
+      hparams=config.stage_a, data_cfg=config.data, train_examples=train, eval_examples=test,
+      train_step=functools.partial(train_step, **hp), eval_step=functools.partial(eval_step, **hp),
+      summarize=summarize)

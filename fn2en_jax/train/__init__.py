@@ -1,0 +1,1 @@
+"""What every stage shares: state, parallelism, the loop and checkpoints. Nothing here knows which stage runs."""

@@ -1,0 +1,120 @@
+"""The generic training loop every stage runs: steps, evaluation, metrics, checkpoints and progress.
+
+It knows nothing of the stage it runs: a `Stage` brings its state, its pure per-replica steps and its data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, metrics, parameter_overview, periodic_actions
+
+from fn2en_jax.data import pipeline
+from fn2en_jax.train import checkpoint, parallel
+from fn2en_jax.train.state import TrainState
+
+@dataclasses.dataclass
+class Stage:
+  name: str
+  state: TrainState                 # initial state, replicated on the mesh (restores already applied)
+  aux: Any                          # frozen inputs of the steps (the teacher's variables), or None
+  hparams: ml_collections.ConfigDict
+  data_cfg: ml_collections.ConfigDict
+  train_examples: pipeline.Examples
+  eval_examples: pipeline.Examples
+  train_step: Callable              # (state, batch, aux) -> (state, metrics), per replica
+  eval_step: Callable               # (state, batch, aux) -> per-example outputs, per replica
+  summarize: Callable               # host outputs of the whole eval set -> metrics dict
+
+
+def is_finished(workdir: str, name: str, num_steps: int) -> bool:
+  """Whether the stage's final checkpoint exists."""
+  stage_dir = os.path.join(workdir, name)
+  if not os.path.isdir(stage_dir):
+    return False
+  mngr = checkpoint.manager(stage_dir)
+  done = mngr.latest_step() == num_steps
+  mngr.close()
+  return done
+
+
+def _evaluate(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict:
+  outputs = [parallel.to_host(eval_step(state, parallel.shard_batch(batch, mesh), stage.aux))
+             for batch in pipeline.eval_batches(arrays, stage.hparams.batch_size)]
+  return stage.summarize({k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]})
+
+
+def _scalars(summary: dict) -> dict:
+  return {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+
+
+def _average(history: list[dict]) -> dict:
+  """Running means of the logged metrics, merged with clu's `Average` (a sum and a count per metric)."""
+  history = jax.device_get(history)
+  merged = {}
+  for record in history:
+    for key, value in record.items():
+      avg = metrics.Average.from_model_output(np.asarray(value, np.float32))
+      merged[key] = merged[key].merge(avg) if key in merged else avg
+  return {k: float(v.compute()) for k, v in merged.items()}
+
+
+def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
+  """Trains `stage` to `hparams.num_steps` (resuming from its newest checkpoint) and returns its final summary."""
+  hp = stage.hparams
+  stage_dir = os.path.join(workdir, stage.name)
+  mngr = checkpoint.manager(stage_dir)
+  data_iter = pipeline.train_iterator(stage.train_examples, stage.data_cfg, global_batch_size=hp.batch_size,
+                                      seed=seed)
+  state = stage.state
+  start = mngr.latest_step() or 0
+  if start:
+    state = checkpoint.restore(mngr, state, data_iter, start)
+    logging.info('%s: resumed from step %d of %d', stage.name, start, hp.num_steps)
+  train_step = parallel.data_parallel_step(stage.train_step, mesh)
+  eval_step = parallel.data_parallel_eval(stage.eval_step, mesh)
+  eval_arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
+
+  writer = metric_writers.create_default_writer(os.path.join(stage_dir, 'tensorboard'),
+                                                just_logging=jax.process_index() > 0)
+  if start < hp.num_steps:
+    parameter_overview.log_parameter_overview(state.params)
+    writer.write_hparams({k: v for k, v in hp.to_dict().items() if isinstance(v, (int, float, str, bool))})
+    logging.info('%s: %d train / %d eval examples, %d steps of batch %d', stage.name, len(stage.train_examples),
+                 len(stage.eval_examples), hp.num_steps, hp.batch_size)
+  progress = periodic_actions.ReportProgress(num_train_steps=hp.num_steps, writer=writer, every_secs=10)
+
+  history, summary = [], None
+  for step in range(start + 1, hp.num_steps + 1):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      state, step_metrics = train_step(state, parallel.shard_batch(next(data_iter), mesh), stage.aux)
+    history.append(step_metrics)
+    progress(step)
+    if step % hp.log_every == 0 or step == hp.num_steps:
+      means = _average(history)
+      history = []
+      if not all(math.isfinite(v) for v in means.values()):
+        raise FloatingPointError(
+            f'{stage.name}: training diverged at step {step} ({means}); lower --config.stage_{stage.name}'
+            '.learning_rate or check the data')
+      writer.write_scalars(step, {f'train/{k}': v for k, v in means.items()})
+    if step % hp.eval_every == 0 or step == hp.num_steps:
+      summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
+      writer.write_scalars(step, {f'eval/{k}': v for k, v in _scalars(summary).items()})
+      logging.info('%s step %d: %s', stage.name, step, _scalars(summary))
+    if step % hp.checkpoint_every == 0 or step == hp.num_steps:
+      checkpoint.save(mngr, state, data_iter)
+  mngr.wait_until_finished()
+  mngr.close()
+  writer.flush()
+
+  if summary is None:  # nothing left to train: the stage was finished by an earlier run
+    summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
+  return summary
