@@ -1,5 +1,6 @@
 """Defaults every experiment config in configs/ starts from (big_vision style: import, then override a few
 fields).
+
 Every field can be overridden on the command line, e.g. `--config.stage_a.learning_rate=0.01`.
 """
 
