@@ -9,6 +9,7 @@ A stage whose final checkpoint exists in <workdir>/<stage>/ is not trained again
 from __future__ import annotations
 
 import json
+import logging as logging_lib
 import os
 import time
 
@@ -98,7 +99,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   return summaries
 
 
+class _QuietLibraries(logging_lib.Filter):
+  """Orbax logs every step of every save at INFO; the loop's own progress lines are what a user wants to read."""
+
+  def filter(self, record: logging_lib.LogRecord) -> bool:
+    return record.levelno >= logging_lib.WARNING or '/orbax/' not in record.pathname
+
+
 def main(argv):
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _WORKDIR.value is None:

@@ -1,8 +1,8 @@
-"""Face nets (teachers) as a config choice: build the module, load pretrained weights, apply a tap.
+"""Face nets (teachers) as a config choice: build the module, save and load pretrained weights, apply a tap.
 
 A converted or trained face net lives in a directory `init` holding an Orbax PyTree checkpoint `init/params`
-(`{'params': ...}`) and `init/face_net.json` ({"model": ..., "model_kwargs": {...}}): the architecture and the
-input preprocessing travel with the weights, so nobody has to remember them.
+(`{'params': ...}`) and `init/face_net.json` ({"model": ..., "model_kwargs": {...}, "input_size": ...}): the
+architecture and the input preprocessing travel with the weights, so nobody has to remember them.
 """
 
 from __future__ import annotations
@@ -12,14 +12,21 @@ import os
 from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import traverse_util
 
+from fn2en_jax.models.dlib_resnet import DlibResNet
 from fn2en_jax.models.vgg_face import VGGFace
 
-MODELS = {'vgg_face': VGGFace}
+MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet}
 # The layer that maps features to classes: dropped when a face net is fine-tuned on another label set.
-CLASSIFIER = {'vgg_face': 'fc8'}
+CLASSIFIER = {'vgg_face': 'fc8', 'dlib_resnet': 'classifier'}
 META = 'face_net.json'
+PARAMS = 'params'
 
 
 def read_meta(init: str) -> dict:
@@ -31,26 +38,76 @@ def read_meta(init: str) -> dict:
     return json.load(f)
 
 
-def write_meta(init: str, model: str, model_kwargs: dict) -> None:
+def write_meta(init: str, model: str, model_kwargs: dict, input_size: int | None = None) -> None:
+  """`input_size`: the square input the weights were trained at, where they fix it (what `features` resizes to)."""
   os.makedirs(init, exist_ok=True)
+  meta = {'model': model, 'model_kwargs': model_kwargs}
+  if input_size is not None:
+    meta['input_size'] = input_size
   with open(os.path.join(init, META), 'w') as f:
-    json.dump({'model': model, 'model_kwargs': model_kwargs}, f, indent=2)
+    json.dump(meta, f, indent=2)
+
+
+def _stored_kwargs(meta: dict) -> dict:
+  # JSON gives lists; module fields must stay hashable (modules are static arguments of jitted steps).
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in meta['model_kwargs'].items()}
 
 
 def model_kwargs(teacher: ml_collections.ConfigDict) -> dict:
   """The architecture fields a face net is built from, as `config.teacher` gives them."""
-  if teacher.model not in MODELS:
-    raise ValueError(f'teacher.model must be one of {sorted(MODELS)}, got {teacher.model!r}')
-  return {'width': teacher.width, 'fc_dim': teacher.fc_dim, 'dropout': teacher.dropout}
+  if teacher.model == 'vgg_face':
+    return {'width': teacher.width, 'fc_dim': teacher.fc_dim, 'dropout': teacher.dropout}
+  if teacher.model == 'dlib_resnet':
+    return {'width': teacher.width}
+  raise ValueError(f'teacher.model must be one of {sorted(MODELS)}, got {teacher.model!r}')
 
 
 def build(teacher: ml_collections.ConfigDict, num_classes: int, dtype: Any) -> nn.Module:
   """The face net `config.teacher` names; with `teacher.init` set, the architecture stored beside its weights."""
   if teacher.init:
     meta = read_meta(teacher.init)
-    name, kwargs = meta['model'], meta['model_kwargs']
+    name, kwargs = meta['model'], _stored_kwargs(meta)
     if name != teacher.model:
       raise ValueError(f'teacher.model={teacher.model!r} but {teacher.init} holds a {name!r} face net')
   else:
     name, kwargs = teacher.model, model_kwargs(teacher)
   return MODELS[name](num_classes=num_classes, dtype=dtype, **kwargs)
+
+
+def _num_classes(model: str, params: dict) -> int:
+  # Without its classifier a face net still applies at every other tap; any class count builds it.
+  classifier = params.get(CLASSIFIER[model])
+  return classifier['kernel'].shape[-1] if classifier else 1
+
+
+def check_params(model: str, module: nn.Module, params: dict, input_size: int) -> None:
+  """Raises unless `params` are exactly what `module` creates at `input_size`, the classifier being optional."""
+  images = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
+  expected = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), images)['params']
+  if CLASSIFIER[model] not in params:
+    expected = {k: v for k, v in expected.items() if k != CLASSIFIER[model]}
+  want = {'/'.join(k): v.shape for k, v in traverse_util.flatten_dict(expected).items()}
+  have = {'/'.join(k): np.shape(v) for k, v in traverse_util.flatten_dict(params).items()}
+  if want != have:
+    diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+    raise ValueError(f'{model} params do not match the module at input {input_size}: '
+                     + ', '.join(f'{k}: expected {want.get(k)}, got {have.get(k)}' for k in diff[:8]))
+
+
+def save(init: str, model: str, model_kwargs: dict, params: dict, input_size: int) -> None:
+  """Writes a face net that `build`, the `face` stage and `features` read back; checks it first."""
+  params = jax.tree.map(lambda a: np.ascontiguousarray(a, np.float32), params)
+  check_params(model, MODELS[model](num_classes=_num_classes(model, params), **model_kwargs), params, input_size)
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    checkpointer.save(os.path.join(os.path.abspath(init), PARAMS), {'params': params}, force=True)
+  write_meta(init, model, model_kwargs, input_size)
+
+
+def load(init: str, dtype: Any = jnp.float32) -> tuple[nn.Module, dict, dict]:
+  """(module, params, meta) of the face net in `init`, all of its params."""
+  meta = read_meta(init)
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    params = checkpointer.restore(os.path.join(os.path.abspath(init), PARAMS))['params']
+  module = MODELS[meta['model']](num_classes=_num_classes(meta['model'], params), dtype=dtype,
+                                 **_stored_kwargs(meta))
+  return module, params, meta

@@ -2,14 +2,18 @@
 
 Parameter names follow the original release (conv1_1 ... conv5_3, fc6, fc7, fc8) so that converted weights map
 one to one. Every tap is the activation *after* its ReLU (Caffe's in-place ReLU overwrote fc6/fc7 the same way).
+Converted VGG-Face weights carry their training preprocessing (`input_mean`, 0-255 RGB) as module fields;
+see models/preprocess.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from fn2en_jax.models.preprocess import to_net_input
 
 # (convs per block, channels) of VGG-16.
 BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
@@ -22,13 +26,15 @@ class VGGFace(nn.Module):
   width: float = 1.0
   fc_dim: int = 4096
   dropout: float = 0.5
+  input_mean: Sequence[float] | None = None
+  input_std: float = 1.0
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool, tap: str = 'logits'):
     if tap not in TAPS:
       raise ValueError(f'VGGFace tap must be one of {TAPS}, got {tap!r}')
-    x = x.astype(self.dtype)
+    x = to_net_input(x, self.input_mean, self.input_std).astype(self.dtype)
     for block, (convs, channels) in enumerate(BLOCKS, start=1):
       for i in range(1, convs + 1):
         x = nn.Conv(max(1, round(channels * self.width)), (3, 3), padding=1, dtype=self.dtype,

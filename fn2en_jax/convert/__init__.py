@@ -1,0 +1,23 @@
+"""Converters from pretrained face nets on disk to face-net directories (`face_nets.save`) that
+`--config.teacher.init=DIR` and `python -m fn2en_jax.features` read.
+
+  python -m fn2en_jax.convert vgg_face --input=vgg_face_dag.pth --output=DIR [--keep_classifier]
+  python -m fn2en_jax.convert dlib_resnet --output=DIR [--input=dlib_face_recognition_resnet_model_v1.dat]
+"""
+
+from __future__ import annotations
+
+from fn2en_jax.convert import dlib_resnet, vgg_face
+from fn2en_jax.models import face_nets
+
+
+def convert_vgg_face(input_path: str, output: str, keep_classifier: bool = False) -> None:
+  layout, weights = vgg_face.detect(input_path)
+  params, model_kwargs, input_size = vgg_face.to_flax(layout, weights, keep_classifier)
+  face_nets.save(output, 'vgg_face', model_kwargs, params, input_size)
+
+
+def convert_dlib_resnet(input_path: str | None, output: str) -> None:
+  net = dlib_resnet.read(input_path or dlib_resnet.default_path())
+  params, model_kwargs = dlib_resnet.to_flax(net)
+  face_nets.save(output, 'dlib_resnet', model_kwargs, params, net['input']['size'][0])

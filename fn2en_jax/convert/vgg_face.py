@@ -1,0 +1,151 @@
+"""VGG-Face (Parkhi et al. 2015) from the files in circulation to `VGGFace` params.
+
+Three formats, detected from the file's first bytes, each with its own conventions:
+
+| format | file | kernels | dense | fc6 input order | channels |
+| --- | --- | --- | --- | --- | --- |
+| PyTorch (MatConvNet conversion) | vgg_face_dag.pth | (out, in, kh, kw) | (out, in) | C, H, W | RGB |
+| Keras (keras-vggface) | rcmalli_vggface_tf_vgg16.h5 | (kh, kw, in, out) | (in, out) | H, W, C | BGR |
+| Caffe (the original release) | VGG_FACE.caffemodel | (out, in, kh, kw) | (out, in) | C, H, W | BGR |
+
+All three were trained on 0-255 pixels minus one mean. The converted net reads RGB whatever the file read: for a BGR
+file the input channels of conv1_1 are reversed, which is exact. fc6's rows are reordered from the file's flatten
+order to Flax's (H, W, C). The mean goes into the module's `input_mean` (models/preprocess.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zipfile
+
+import numpy as np
+
+from fn2en_jax.convert import protobuf_wire as pw
+from fn2en_jax.models import vgg_face
+
+# VGG-Face's training mean, R, G, B on the 0-255 scale (vgg_face_dag's meta; keras-vggface rounds it to 4 places).
+MEAN_RGB = (129.186279296875, 104.76238250732422, 93.59396362304688)
+CONVS = tuple(f'conv{block}_{i}' for block, (convs, _) in enumerate(vgg_face.BLOCKS, start=1)
+              for i in range(1, convs + 1))
+DENSES = ('fc6', 'fc7', 'fc8')
+CLASSIFIER = 'fc8'
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """How a file stores the net."""
+  name: str
+  kernels_oihw: bool  # conv kernels (out, in, kh, kw) rather than (kh, kw, in, out)
+  dense_out_in: bool  # dense weights (out, in) rather than (in, out)
+  fc6_chw: bool  # fc6's input is pool5 flattened as (C, H, W) rather than (H, W, C)
+  bgr: bool  # the first conv reads B, G, R
+
+
+PYTORCH = Layout('pytorch', kernels_oihw=True, dense_out_in=True, fc6_chw=True, bgr=False)
+KERAS = Layout('keras', kernels_oihw=False, dense_out_in=False, fc6_chw=False, bgr=True)
+CAFFE = Layout('caffe', kernels_oihw=True, dense_out_in=True, fc6_chw=True, bgr=True)
+
+Weights = dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (weight, bias), in the file's own layout
+
+
+def read_pytorch(path: str) -> Weights:
+  import torch  # imported here: only this format needs it
+  # weights_only: a state dict of tensors is all a weights file needs; never unpickle arbitrary objects.
+  state = torch.load(path, map_location='cpu', weights_only=True)
+  if not isinstance(state, dict):
+    raise ValueError(f'{path}: expected a state dict (conv1_1.weight, ...), got a {type(state).__name__}')
+  return {name: (state[f'{name}.weight'].numpy(), state[f'{name}.bias'].numpy())
+          for name in CONVS + DENSES if f'{name}.weight' in state}
+
+
+def read_keras(path: str) -> Weights:
+  import h5py  # imported here: only this format needs it
+  with h5py.File(path, 'r') as f:
+    # `model.save` nests the layers under model_weights; `save_weights` puts them at the root.
+    root = f['model_weights'] if 'model_weights' in f else f
+    weights = {}
+    for name in CONVS + DENSES:
+      if name in root:
+        group = root[name]
+        names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs['weight_names']]
+        kernel, bias = (np.asarray(group[n]) for n in names)  # Keras lists the kernel first
+        weights[name] = (kernel, bias)
+  return weights
+
+
+def _blob(buf: memoryview) -> np.ndarray:
+  # BlobProto: shape = 7 (BlobShape, dim = 1) or the legacy num/channels/height/width = 1..4; data = 5.
+  fields = pw.group(buf)
+  if 7 in fields:
+    shape = pw.varints(pw.group(fields[7][0][1]).get(1, []))
+  else:
+    shape = [fields[n][0][1] if n in fields else 1 for n in (1, 2, 3, 4)]
+  data = pw.floats(fields.get(5, []))
+  if data.size == 0 and 8 in fields:
+    data = pw.floats(fields[8], '<f8').astype(np.float32)
+  if data.size != math.prod(shape):
+    raise ValueError(f'caffemodel: a blob of shape {shape} holds {data.size} values')
+  return data.reshape(shape)
+
+
+def read_caffe(path: str) -> Weights:
+  with open(path, 'rb') as f:
+    buf = memoryview(f.read())
+  # NetParameter: V1 `layers` = 2 (V1LayerParameter: name = 4, blobs = 6), V2 `layer` = 100 (name = 1, blobs = 7).
+  net = pw.group(buf)
+  layers = [(layer, 4, 6) for _, layer in net.get(2, [])] + [(layer, 1, 7) for _, layer in net.get(100, [])]
+  weights = {}
+  for layer, name_field, blobs_field in layers:
+    fields = pw.group(layer)
+    name = bytes(fields[name_field][0][1]).decode() if name_field in fields else ''
+    if name in CONVS + DENSES:
+      weight, bias = (_blob(blob) for _, blob in fields[blobs_field])
+      # Legacy blobs are 4-D; a dense layer's (out, in) is its last two dims, a bias its last.
+      weights[name] = (weight if name in CONVS else weight.reshape(weight.shape[-2:]), bias.reshape(-1))
+  return weights
+
+
+def detect(path: str) -> tuple[Layout, Weights]:
+  """The file's layout and its weights, the format told by the file's first bytes."""
+  with open(path, 'rb') as f:
+    head = f.read(8)
+  if zipfile.is_zipfile(path) or head[:1] == b'\x80':  # torch.save's zip archive, or a legacy pickle
+    layout, weights = PYTORCH, read_pytorch(path)
+  elif head == b'\x89HDF\r\n\x1a\n':
+    layout, weights = KERAS, read_keras(path)
+  else:  # a protobuf message has no signature: the parse itself tells
+    try:
+      layout, weights = CAFFE, read_caffe(path)
+    except (ValueError, KeyError, IndexError) as e:
+      raise ValueError(f'{path}: not a PyTorch .pth, Keras .h5 or Caffe .caffemodel VGG-Face ({e})') from e
+  missing = [name for name in CONVS + DENSES[:2] if name not in weights]
+  if missing:
+    raise ValueError(f'{path}: read as {layout.name}, but layers {missing} are missing')
+  return layout, weights
+
+
+def to_flax(layout: Layout, weights: Weights, keep_classifier: bool = False) -> tuple[dict, dict, int]:
+  """(params, model_kwargs, input_size) of `VGGFace` for weights in `layout`."""
+  params = {}
+  for name in CONVS:
+    kernel, bias = weights[name]
+    params[name] = {'kernel': kernel.transpose(2, 3, 1, 0) if layout.kernels_oihw else kernel, 'bias': bias}
+  if layout.bgr:
+    params[CONVS[0]]['kernel'] = params[CONVS[0]]['kernel'][:, :, ::-1, :]
+  for name in DENSES:
+    if name in weights and (name != CLASSIFIER or keep_classifier):
+      kernel, bias = weights[name]
+      params[name] = {'kernel': kernel.T if layout.dense_out_in else kernel, 'bias': bias}
+  channels = params[CONVS[-1]]['kernel'].shape[-1]
+  fc6 = params['fc6']['kernel']
+  side = math.isqrt(fc6.shape[0] // channels)
+  if side * side * channels != fc6.shape[0]:
+    raise ValueError(f'fc6 reads {fc6.shape[0]} values, not a square map of {channels} channels')
+  if layout.fc6_chw:
+    fc6 = fc6.reshape(channels, side, side, -1).transpose(1, 2, 0, 3).reshape(fc6.shape)
+  params['fc6']['kernel'] = fc6
+  width = params[CONVS[0]]['kernel'].shape[-1] / vgg_face.BLOCKS[0][1]
+  model_kwargs = {'width': width, 'fc_dim': round(fc6.shape[1] / width), 'input_mean': list(MEAN_RGB),
+                  'input_std': 1.0}
+  return params, model_kwargs, side * 2 ** len(vgg_face.BLOCKS)

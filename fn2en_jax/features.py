@@ -1,0 +1,59 @@
+"""A face net's features from the command line: one row per image, the named tap flattened in (H, W, C) order.
+
+  python -m fn2en_jax.features --init=DIR --tap=pool5 --output=features.npy face1.png face2.jpg ...
+
+Each image is read as RGB 0-255, resized to the net's input (`input_size` of DIR/face_net.json, or --size), scaled to
+[-1, 1] like the training pipeline, and preprocessed by the net itself as stored with its weights.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+from fn2en_jax.models import face_nets
+
+_INIT = flags.DEFINE_string('init', None, 'A face-net directory (python -m fn2en_jax.convert).', required=True)
+_TAP = flags.DEFINE_string('tap', None, 'The layer to read (vgg_face: pool1..pool5, fc6, fc7; dlib_resnet: '
+                           'res1..res5, embedding; logits where the classifier was kept).', required=True)
+_OUTPUT = flags.DEFINE_string('output', None, 'The .npy file to write, shape (images, features).', required=True)
+_SIZE = flags.DEFINE_integer('size', None, "Input side in pixels; default the face net's own.")
+_BATCH = flags.DEFINE_integer('batch_size', 16, 'Images per forward pass.')
+
+
+def load_images(paths: Sequence[str], size: int) -> np.ndarray:
+  """(N, size, size, 3) float32 in [-1, 1], the scale every model here is fed."""
+  images = [np.asarray(Image.open(p).convert('RGB').resize((size, size), Image.BILINEAR), np.float32)
+            for p in paths]
+  return np.stack(images) / 127.5 - 1.0
+
+
+def features(module, params: dict, images: np.ndarray, tap: str, batch_size: int) -> np.ndarray:
+  """The tap of every image, flattened: (N, prod(tap shape))."""
+  apply = jax.jit(functools.partial(module.apply, train=False, tap=tap))
+  rows = [np.asarray(apply({'params': params}, images[i:i + batch_size]))
+          for i in range(0, len(images), batch_size)]
+  return np.concatenate(rows).reshape(len(images), -1)
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths:
+    raise app.UsageError('give one or more image files after the flags')
+  module, params, meta = face_nets.load(_INIT.value)
+  if _TAP.value == 'logits' and face_nets.CLASSIFIER[meta['model']] not in params:
+    raise app.UsageError(f'{_INIT.value} was converted without its classifier: no logits '
+                         '(python -m fn2en_jax.convert ... --keep_classifier)')
+  size = _SIZE.value or meta.get('input_size')
+  if not size:
+    raise app.UsageError(f'{_INIT.value}/face_net.json has no input_size: pass --size')
+  np.save(_OUTPUT.value, features(module, params, load_images(paths, size), _TAP.value, _BATCH.value))
+
+
+if __name__ == '__main__':
+  app.run(main)
