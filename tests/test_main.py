@@ -1,0 +1,157 @@
+"""End to end: `python -m fn2en_jax.main` on tests/tiny_config.py, its files, its rerun, resume and errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from fn2en_jax import main as fn2en_main
+from fn2en_jax.stages import b as stage_b
+from fn2en_jax.stages import common
+from fn2en_jax.train import checkpoint, parallel
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAGES = ('face_pretrain', 'face', 'a', 'b', 'scratch')
+ROWS = ('Train from scratch (BN)', 'Face net fine-tune (baseline)', 'FN2EN')
+
+
+def _tiny_config(data_dir):
+  sys.path.insert(0, os.path.join(REPO, 'tests'))
+  try:
+    import tiny_config  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  config = tiny_config.get_config()
+  config.data_dir = str(data_dir)
+  return config
+
+
+def _main(workdir, data_dir):
+  cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={workdir}',
+         f'--config.data_dir={data_dir}']
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done.stdout
+
+
+def _steps(stage_dir):
+  return sorted(int(d) for d in os.listdir(stage_dir) if d.isdigit())
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('tiny')
+  workdir, data_dir = root / 'work', root / 'tfds'
+  return workdir, data_dir, _main(workdir, data_dir)
+
+
+def test_main_writes_table_results_plots_logs_and_checkpoints(tiny_run):
+  workdir, _, stdout = tiny_run
+  table = (workdir / 'results.md').read_text()
+  for row in ROWS:
+    assert f'| {row} |' in table and f'| {row} |' in stdout
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['rows'] == {'Train from scratch (BN)': 'scratch', 'Face net fine-tune (baseline)': 'face',
+                             'FN2EN': 'b'}
+  assert results['config']['stages'] == list(STAGES)
+  for stage in ('scratch', 'face', 'b'):
+    summary = results['stages'][stage]
+    counts = np.asarray(summary['confusion_matrix'])
+    assert counts.shape == (8, 8)
+    # 2 of the 8 subjects are held out, each with 1 neutral + 7 expressions at 1 intensity.
+    assert counts.sum() == summary['num_examples'] == 16
+    assert summary['accuracy'] == pytest.approx(np.trace(counts) / counts.sum())
+    assert f"{100 * summary['accuracy']:.2f}" in table
+    with open(workdir / f'confusion_{stage}.png', 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  assert 'lp_loss' in results['stages']['a']
+  for stage in STAGES:
+    assert results['stages'][stage]['wall_time_s'] > 0
+    assert _steps(workdir / stage)[-1] == 4
+    assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir / stage / 'tensorboard'))
+
+
+def test_rerun_skips_finished_stages_and_prints_the_same_table(tiny_run):
+  workdir, data_dir, first = tiny_run
+  before = {stage: os.path.getmtime(workdir / stage / '4') for stage in STAGES}
+  times = json.loads((workdir / 'results.json').read_text())['stages']
+  second = _main(workdir, data_dir)
+  table = lambda out: [line for line in out.splitlines() if line.startswith('|')]
+  assert table(second) == table(first)
+  rerun = json.loads((workdir / 'results.json').read_text())['stages']
+  for stage in STAGES:
+    assert os.path.getmtime(workdir / stage / '4') == before[stage]  # not trained or saved again
+    assert rerun[stage]['wall_time_s'] == times[stage]['wall_time_s']
+
+
+def test_stage_b_starts_from_the_stage_a_trunk_with_a_fresh_head(tiny_run):
+  workdir, data_dir, _ = tiny_run
+  config = _tiny_config(data_dir)
+  mesh = parallel.make_mesh()
+  b = stage_b.setup(config, str(workdir), mesh, str(data_dir))
+  with ocp.PyTreeCheckpointer() as ckpt:
+    a_final = ckpt.restore(checkpoint.latest_state_path(str(workdir / 'a')))
+  initial = jax.device_get(b.state)
+  # The trunk, parameters and BatchNorm statistics, is stage a's final one, leaf for leaf.
+  for collection in ('params', 'batch_stats'):
+    jax.tree.map(np.testing.assert_array_equal, initial.__getattribute__(collection)['trunk'],
+                 a_final[collection]['trunk'])
+  assert set(a_final['params']) == {'trunk', 'adapter'} or set(a_final['params']) == {'trunk'}
+  # The head is the fresh initialisation of b's own seed, and nothing of a's adapter came along.
+  fresh = common.init_variables(common.student(config, 8), jax.random.fold_in(jax.random.key(config.seed), 3),
+                                config.data.image_size)
+  jax.tree.map(np.testing.assert_array_equal, initial.params['head'], fresh['params']['head'])
+  assert set(initial.params) == {'trunk', 'head'}
+  # And b's training moved away from that start (the comparison above is not against b's final state).
+  with ocp.PyTreeCheckpointer() as ckpt:
+    b_final = ckpt.restore(checkpoint.latest_state_path(str(workdir / 'b')))
+  assert not np.allclose(b_final['params']['trunk']['conv1']['kernel'], initial.params['trunk']['conv1']['kernel'])
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_run):
+  workdir, data_dir, _ = tiny_run
+  config = _tiny_config(data_dir)
+  config.stages = ('scratch',)
+  # A copy of the scratch stage as if the run had been killed before its final checkpoint: only step 2 is there.
+  shutil.copytree(workdir / 'scratch', tmp_path / 'scratch')
+  shutil.rmtree(tmp_path / 'scratch' / '4')
+  os.remove(tmp_path / 'scratch' / 'summary.json')
+  fn2en_main.run(config, str(tmp_path))
+  with ocp.PyTreeCheckpointer() as ckpt:
+    straight = ckpt.restore(checkpoint.latest_state_path(str(workdir / 'scratch')))
+    resumed = ckpt.restore(checkpoint.latest_state_path(str(tmp_path / 'scratch')))
+  assert int(resumed['step']) == 4
+  # Same parameters and optimizer state, bit for bit: the data iterator resumed at the same batch.
+  jax.tree.map(np.testing.assert_array_equal, resumed['params'], straight['params'])
+  jax.tree.map(np.testing.assert_array_equal, resumed['opt_state'], straight['opt_state'])
+
+
+def test_a_diverging_stage_stops_with_a_clear_error(tmp_path, tiny_run):
+  _, data_dir, _ = tiny_run
+  config = _tiny_config(data_dir)
+  config.stages = ('scratch',)
+  config.stage_scratch.update(dict(optimizer='sgd', learning_rate=1e30, warmup_steps=0, schedule='constant'))
+  with pytest.raises(FloatingPointError, match='scratch: training diverged at step 2'):
+    fn2en_main.run(config, str(tmp_path / 'nan'))
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('stages', ('b', 'a'), "'b' reads the checkpoint of 'a'"),
+    ('stages', ('face', 'c'), "unknown stage"),
+    ('stage_a.batch_size', 6, 'stage_a.batch_size=6 must be divisible by the 4 devices'),
+    ('stage_b.num_steps', 0, 'stage_b.num_steps must be >= 1'),
+    ('data.fold', 7, 'data.fold must be in'),
+    ('dtype', 'float16', 'dtype must be one of'),
+])
+def test_bad_config_fails_early_naming_the_field(tmp_path, field, value, message):
+  config = _tiny_config(tmp_path)
+  node, _, leaf = field.rpartition('.')
+  (config[node] if node else config)[leaf] = value
+  with pytest.raises(ValueError, match=message):
+    fn2en_main.validate(config)
