@@ -64,7 +64,7 @@ def plot_confusion(summary: dict, title: str, path: str) -> None:
   plt.close(fig)
 
 
-def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict) -> str:
+def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, test_set: str) -> str:
   """Writes results.md, results.json and one confusion-matrix PNG per row; returns the table."""
   table = results_table(summaries)
   rows = {row: stage for row, stage in ROWS if stage in summaries}
@@ -72,7 +72,7 @@ def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict) -
     plot_confusion(summaries[stage], row, os.path.join(workdir, f'confusion_{stage}.png'))
   times = '\n'.join(f"- {stage}: {s['wall_time_s']:.1f} s" for stage, s in summaries.items())
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write(f'{table}\n\nMeasured on held-out subjects. Wall time per stage:\n\n{times}\n')
+    f.write(f'{table}\n\nMeasured on {test_set}. Wall time per stage:\n\n{times}\n')
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump({'rows': rows, 'stages': summaries, 'config': config_dict}, f, indent=2)
+    json.dump({'rows': rows, 'test_set': test_set, 'stages': summaries, 'config': config_dict}, f, indent=2)
   return table

@@ -29,6 +29,8 @@ SUMMARY = 'summary.json'
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard logs and results go here.')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Multi-host (TPU pod, SLURM GPU cluster): join the other '
+                                 'processes with jax.distributed.initialize() before using any device.')
 
 
 def stage_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -86,6 +88,12 @@ def run_stage(config, name: str, workdir: str, mesh, data_dir: str) -> dict:
   return summary
 
 
+def describe_test_set(data: ml_collections.ConfigDict) -> str:
+  if data.eval_split:
+    return f"the '{data.eval_split}' split of {data.name}"
+  return f'the held-out subjects of {data.name} (subject fold {data.fold} of {data.num_folds})'
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   validate(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
@@ -94,7 +102,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   mesh = parallel.make_mesh()
   summaries = {name: run_stage(config, name, workdir, mesh, data_dir) for name in config.stages}
   if jax.process_index() == 0:
-    table = evaluate.write_results(workdir, summaries, config.to_dict())
+    table = evaluate.write_results(workdir, summaries, config.to_dict(), describe_test_set(config.data))
     print(f'\n{table}\n\nWritten to {os.path.join(workdir, "results.md")}', flush=True)
   return summaries
 
@@ -112,6 +120,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _WORKDIR.value is None:
     raise app.UsageError('--workdir is required')
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
   run(_CONFIG.value, _WORKDIR.value)
 
 
