@@ -75,5 +75,5 @@ def test_truncated_or_foreign_files_raise(tmp_path):
   with pytest.raises(ValueError, match='truncated'):
     dlib_convert.read(str(tmp_path / 'cut.dat'))
   (tmp_path / 'other.dat').write_bytes(b'\x01\x01\x01\x0closs_multic' + b'\x00' * 64)
-  with pytest.raises(ValueError, match='metric'):
+  with pytest.raises(ValueError, match='loss_metric_2'):
     dlib_convert.read(str(tmp_path / 'other.dat'))

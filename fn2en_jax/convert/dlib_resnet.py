@@ -20,7 +20,7 @@ from fn2en_jax.models import dlib_resnet
 
 PACKAGE = 'face_recognition_models'
 FILENAME = 'dlib_face_recognition_resnet_model_v1.dat'
-MODEL_KWARGS_STD = 256.0  # input_rgb_image_sized::to_tensor divides by 256 after subtracting its mean
+INPUT_STD = 256.0  # input_rgb_image_sized::to_tensor divides by 256 after subtracting its mean
 
 
 def default_path() -> str:
@@ -84,7 +84,7 @@ class _Stream:
     start = self.pos
     try:
       return self.str().startswith(prefix)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
       return False
     finally:
       self.pos = start
@@ -112,19 +112,6 @@ def _read_details(s: _Stream) -> dict:
       raise ValueError('dlib file: affine_ in FC_MODE; only CONV_MODE (per channel) is supported')
     n = math.prod(gamma)
     return dict(kind='affine', scale=params[:n], bias=params[n:n + math.prod(beta)])
-  if kind == 'bn_con2':
-    # A net saved straight from training: fold the running statistics into the affine that dlib itself would make.
-    params = s.tensor().reshape(-1)
-    gamma, _ = s.alias_tensor(), s.alias_tensor()
-    s.tensor(), s.tensor()  # the last batch's means and inverse stds
-    mean, var = s.tensor().reshape(-1), s.tensor().reshape(-1)
-    s.int(), s.int()  # num_updates, running_stats_window_size
-    for _ in range(4):
-      s.float()
-    eps = s.float()
-    n = math.prod(gamma)
-    scale = params[:n] / np.sqrt(var + eps)
-    return dict(kind='affine', scale=scale, bias=params[n:2 * n] - scale * mean)
   if kind in ('max_pool_2', 'avg_pool_2'):
     return dict(kind=kind[:-2], nr=s.int(), nc=s.int(), stride_y=s.int(), stride_x=s.int(), padding_y=s.int(),
                 padding_x=s.int())
@@ -148,8 +135,8 @@ def read(path: str) -> dict:
     s = _Stream(f.read())
   s.expect_version(1, 'add_loss_layer')
   loss = s.str()
-  if not loss.startswith('loss_metric'):
-    raise ValueError(f'{path}: a dlib net with loss {loss!r}, expected a metric (face descriptor) net')
+  if loss != 'loss_metric_2':
+    raise ValueError(f'{path}: a dlib net with loss {loss!r}, expected loss_metric_2 (a face descriptor net)')
   s.float(), s.float()  # margin, distance threshold
   # Versions from the top layer down: 2 for add_layer, 1 for tag/skip layers, 2 or 3 for the layer on the input.
   versions = []
@@ -225,5 +212,5 @@ def to_flax(net: dict) -> tuple[dict, dict]:
   if next(layers, None) is not None:
     raise ValueError('dlib net has layers after its fc layer')
   model_kwargs = {'embedding_dim': int(fc['weights'].shape[1]),
-                  'input_mean': [float(m) for m in net['input']['mean']], 'input_std': MODEL_KWARGS_STD}
+                  'input_mean': [float(m) for m in net['input']['mean']], 'input_std': INPUT_STD}
   return params, model_kwargs

@@ -47,24 +47,10 @@ def fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
     yield number, wire_type, value
 
 
-def floats(records: list[tuple[int, int | memoryview]], dtype: str = '<f4') -> np.ndarray:
-  """A `repeated float` (or double) field from its records: packed runs and single values alike."""
-  parts = [np.frombuffer(value, dtype) for _, value in records]
-  return np.concatenate(parts) if parts else np.zeros((0,), dtype)
-
-
-def varints(records: list[tuple[int, int | memoryview]]) -> list[int]:
-  """A `repeated int32/int64` field from its records, packed or not."""
-  out = []
-  for wire_type, value in records:
-    if wire_type == VARINT:
-      out.append(value)
-      continue
-    pos = 0
-    while pos < len(value):
-      item, pos = _varint(value, pos)
-      out.append(item)
-  return out
+def floats(records: list[tuple[int, int | memoryview]]) -> np.ndarray:
+  """A `repeated float` field from its records: packed runs and single values alike."""
+  parts = [np.frombuffer(value, '<f4') for _, value in records]
+  return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
 def group(buf: memoryview) -> dict[int, list[tuple[int, int | memoryview]]]:

@@ -22,14 +22,13 @@ import zipfile
 import numpy as np
 
 from fn2en_jax.convert import protobuf_wire as pw
-from fn2en_jax.models import vgg_face
+from fn2en_jax.models import face_nets, vgg_face
 
 # VGG-Face's training mean, R, G, B on the 0-255 scale (vgg_face_dag's meta; keras-vggface rounds it to 4 places).
 MEAN_RGB = (129.186279296875, 104.76238250732422, 93.59396362304688)
 CONVS = tuple(f'conv{block}_{i}' for block, (convs, _) in enumerate(vgg_face.BLOCKS, start=1)
               for i in range(1, convs + 1))
 DENSES = ('fc6', 'fc7', 'fc8')
-CLASSIFIER = 'fc8'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,15 +74,10 @@ def read_keras(path: str) -> Weights:
 
 
 def _blob(buf: memoryview) -> np.ndarray:
-  # BlobProto: shape = 7 (BlobShape, dim = 1) or the legacy num/channels/height/width = 1..4; data = 5.
+  # V1 BlobProto: num, channels, height, width = 1..4 (a legacy blob is always 4-D), data = 5.
   fields = pw.group(buf)
-  if 7 in fields:
-    shape = pw.varints(pw.group(fields[7][0][1]).get(1, []))
-  else:
-    shape = [fields[n][0][1] if n in fields else 1 for n in (1, 2, 3, 4)]
+  shape = [fields[n][0][1] if n in fields else 1 for n in (1, 2, 3, 4)]
   data = pw.floats(fields.get(5, []))
-  if data.size == 0 and 8 in fields:
-    data = pw.floats(fields[8], '<f8').astype(np.float32)
   if data.size != math.prod(shape):
     raise ValueError(f'caffemodel: a blob of shape {shape} holds {data.size} values')
   return data.reshape(shape)
@@ -92,16 +86,14 @@ def _blob(buf: memoryview) -> np.ndarray:
 def read_caffe(path: str) -> Weights:
   with open(path, 'rb') as f:
     buf = memoryview(f.read())
-  # NetParameter: V1 `layers` = 2 (V1LayerParameter: name = 4, blobs = 6), V2 `layer` = 100 (name = 1, blobs = 7).
-  net = pw.group(buf)
-  layers = [(layer, 4, 6) for _, layer in net.get(2, [])] + [(layer, 1, 7) for _, layer in net.get(100, [])]
+  # NetParameter.layers = 2: V1LayerParameter, with name = 4 and blobs = 6.
   weights = {}
-  for layer, name_field, blobs_field in layers:
+  for _, layer in pw.group(buf).get(2, []):
     fields = pw.group(layer)
-    name = bytes(fields[name_field][0][1]).decode() if name_field in fields else ''
+    name = bytes(fields[4][0][1]).decode() if 4 in fields else ''
     if name in CONVS + DENSES:
-      weight, bias = (_blob(blob) for _, blob in fields[blobs_field])
-      # Legacy blobs are 4-D; a dense layer's (out, in) is its last two dims, a bias its last.
+      weight, bias = (_blob(blob) for _, blob in fields[6])
+      # A dense layer's (out, in) are the last two dims of its blob, a bias is the last.
       weights[name] = (weight if name in CONVS else weight.reshape(weight.shape[-2:]), bias.reshape(-1))
   return weights
 
@@ -134,7 +126,7 @@ def to_flax(layout: Layout, weights: Weights, keep_classifier: bool = False) -> 
   if layout.bgr:
     params[CONVS[0]]['kernel'] = params[CONVS[0]]['kernel'][:, :, ::-1, :]
   for name in DENSES:
-    if name in weights and (name != CLASSIFIER or keep_classifier):
+    if name in weights and (name != face_nets.CLASSIFIER['vgg_face'] or keep_classifier):
       kernel, bias = weights[name]
       params[name] = {'kernel': kernel.T if layout.dense_out_in else kernel, 'bias': bias}
   channels = params[CONVS[-1]]['kernel'].shape[-1]

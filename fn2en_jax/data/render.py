@@ -58,6 +58,17 @@ POSING_SCALE = (0.7, 1.25)  # how strongly a person poses an expression, relativ
 POSING_SPREAD = 0.12    # std of a person's idiosyncratic deviation from each prototype
 POSE_JITTER = 0.04      # std of the difference between two poses of the same expression by the same person
 
+# How far each action moves the face at strength 1 (a posed apex), in face units (the head is ~0.75 tall,
+# the eyes ~0.22 apart) or relative to the feature's size. Posed apexes are exaggerated: a surprised brow
+# rises by about a quarter of the eye distance, a smile lifts the mouth corners about as much.
+BROW_RAISE = 0.06
+BROW_INNER = 0.055
+MOUTH_CORNER = 0.06
+MOUTH_STRETCH = 0.35  # relative widening
+MOUTH_GAP = 0.1
+JAW_DROP = 0.05
+LID_RAISE = 0.9       # relative change of the upper lid's height
+
 SUPERSAMPLE = 4
 CROP_ZOOM = 1.2
 
@@ -76,6 +87,7 @@ _IRIS_COLOURS = np.array([
     [52., 32., 22.], [96., 62., 36.], [110., 96., 52.], [70., 110., 70.], [70., 110., 160.], [110., 120., 130.],
 ])
 _LIP_RED = np.array([176., 72., 84.])
+_BROW_DARK = np.array([45., 32., 26.])  # brows are darker than the hair, fair hair most of all
 HAIR_STYLES = ('short', 'long', 'receding', 'fringe', 'curly')
 # Forehead height above the brows (face units): a fringe hangs low, a receding hairline sits high.
 _HAIRLINES = {'receding': (0.17, 0.24), 'fringe': (0.045, 0.065)}
@@ -147,7 +159,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
   hair_shade = _HAIR_COLOURS[rng.choice(len(_HAIR_COLOURS), p=_HAIR_WEIGHTS)]
   hair = hair_shade * rng.uniform(0.8, 1.2) + rng.normal(0.0, 3.0, 3)
   iris = _IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] + rng.normal(0.0, 6.0, 3)
-  lip = skin + rng.uniform(0.3, 0.6) * (_LIP_RED - skin)
+  lip = (skin + rng.uniform(0.4, 0.7) * (_LIP_RED - skin)) * rng.uniform(0.75, 0.9)
   return Identity(
       face_width=face_width,
       face_height=rng.uniform(0.33, 0.40),
@@ -166,7 +178,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
       eye_shape=rng.uniform(0.38, 0.58),
       eye_y=rng.uniform(0.43, 0.48),
       iris=_colour(iris),
-      brow_thickness=rng.uniform(0.009, 0.024),
+      brow_thickness=rng.uniform(0.012, 0.028),
       brow_gap=rng.uniform(0.022, 0.042),
       brow_arch=rng.uniform(0.0, 0.02),
       nose_length=rng.uniform(0.09, 0.14),
@@ -202,24 +214,47 @@ def sample_expression(posing: np.ndarray, expression: int, intensity: float,
   return resting + intensity * (apex - resting) + rng.normal(0.0, POSE_JITTER, resting.shape)
 
 
-def sample_nuisance(rng: np.random.Generator) -> Nuisance:
+@dataclasses.dataclass(frozen=True)
+class Conditions:
+  """How much the photographs of a dataset vary: the ranges `sample_nuisance` draws from."""
+  roll: float                         # std of the in-plane head roll, degrees (clipped at 2.5 std)
+  reframe: float                      # largest relative zoom of the crop; shifts go up to half of it
+  exposure: float                     # largest relative change of brightness and of contrast
+  light: float                        # largest strength of the directional light gradient
+  colour_cast: float                  # std of the white-balance gains
+  wall: tuple[float, float]           # range of the background's grey level
+  tint: float                         # std of the background's departure from grey
+  texture: float                      # largest amplitude of the background texture
+  noise: float                        # largest std of the sensor noise
+
+
+# Posed in a studio, as CK+ was: frontal light, a plain wall, a face crop that barely moves.
+LAB = Conditions(roll=1.0, reframe=0.03, exposure=0.08, light=0.12, colour_cast=0.015, wall=(120.0, 215.0),
+                 tint=6.0, texture=5.0, noise=3.0)
+# Photographs from the web, as face-recognition sets are: any light, any wall, a looser crop.
+WILD = Conditions(roll=2.0, reframe=0.05, exposure=0.2, light=0.4, colour_cast=0.04, wall=(35.0, 220.0),
+                  tint=18.0, texture=15.0, noise=6.0)
+
+
+def sample_nuisance(rng: np.random.Generator, conditions: Conditions = WILD) -> Nuisance:
   """Draws the conditions of one photograph: roll of a few degrees, slight reframing, uneven light.
 
   The framing jitter is that of a face detector's crop: a few percent of the face, not more.
   """
+  c = conditions
   return Nuisance(
-      rotation=float(np.clip(rng.normal(0.0, 2.0), -5.0, 5.0)),
-      scale=rng.uniform(0.95, 1.05),
-      shift=(rng.uniform(-0.025, 0.025), rng.uniform(-0.025, 0.025)),
-      brightness=rng.uniform(0.75, 1.2),
-      contrast=rng.uniform(0.8, 1.15),
-      white_balance=tuple(1.0 + rng.normal(0.0, 0.04, 3)),
+      rotation=float(np.clip(rng.normal(0.0, c.roll), -2.5 * c.roll, 2.5 * c.roll)),
+      scale=rng.uniform(1.0 - c.reframe, 1.0 + c.reframe),
+      shift=tuple(rng.uniform(-c.reframe / 2, c.reframe / 2, 2)),
+      brightness=rng.uniform(1.0 - c.exposure, 1.0 + c.exposure),
+      contrast=rng.uniform(1.0 - c.exposure, 1.0 + c.exposure),
+      white_balance=tuple(1.0 + rng.normal(0.0, c.colour_cast, 3)),
       light_angle=rng.uniform(0.0, 2 * np.pi),
-      light_strength=rng.uniform(0.0, 0.4),
-      background=_colour(rng.uniform(35.0, 220.0) + rng.normal(0.0, 18.0, 3)),  # a wall: mostly grey, tinted
-      texture=rng.uniform(0.0, 15.0),
+      light_strength=rng.uniform(0.0, c.light),
+      background=_colour(rng.uniform(*c.wall) + rng.normal(0.0, c.tint, 3)),
+      texture=rng.uniform(0.0, c.texture),
       shirt=_colour(rng.uniform(20.0, 230.0, 3)),
-      noise=rng.uniform(1.0, 6.0),
+      noise=rng.uniform(1.0, c.noise),
       noise_seed=int(rng.integers(2**31)),
   )
 
@@ -411,7 +446,7 @@ def _draw_hair_cap(pen: _Pen, identity: Identity, colour) -> None:
 def _draw_eye(pen: _Pen, identity: Identity, x: float, opening: float) -> None:
   """An almond: upper lid raised or lowered by `opening`, the iris cut by the lids, a dark lash line."""
   y, w = identity.eye_y, identity.eye_size
-  upper_h = w * identity.eye_shape * _clamp(1.0 + 0.7 * opening, 0.12, 2.0)
+  upper_h = w * identity.eye_shape * _clamp(1.0 + LID_RAISE * opening, 0.12, 2.2)
   lower_h = w * identity.eye_shape * 0.75 * _clamp(1.0 + 0.25 * opening, 0.5, 1.5)
   u = _grid(-1.0, 1.0, 13)
   bulge = 1.0 - u ** 2
@@ -432,10 +467,10 @@ def _draw_eye(pen: _Pen, identity: Identity, x: float, opening: float) -> None:
 
 def _draw_brow(pen: _Pen, identity: Identity, side: int, raise_: float, inner: float, colour) -> None:
   """A tapered stroke from the inner to the outer end; anger pulls the inner end down and in, sadness up."""
-  base = _brow_line(identity) - 0.045 * raise_
+  base = _brow_line(identity) - BROW_RAISE * raise_
   x_inner = 0.5 + side * (identity.eye_spacing - 0.75 * identity.eye_size - 0.012 * max(inner, 0.0))
   x_outer = 0.5 + side * (identity.eye_spacing + 1.15 * identity.eye_size)
-  p_inner = (x_inner, base + 0.04 * inner)
+  p_inner = (x_inner, base + BROW_INNER * inner)
   p_outer = (x_outer, base + 0.008)
   p_arch = ((x_inner + x_outer) / 2, base - identity.brow_arch - 0.012)
   centre = _quadratic(p_inner, p_arch, p_outer, n=12)
@@ -446,13 +481,17 @@ def _draw_brow(pen: _Pen, identity: Identity, side: int, raise_: float, inner: f
   pen.fill(np.concatenate([centre + half * normal, (centre - half * normal)[::-1]]), colour)
 
 
+def _mouth_width(identity: Identity, e: dict[str, float]) -> float:
+  return identity.mouth_width * _clamp(1.0 + MOUTH_STRETCH * e['mouth_stretch'], 0.6, 1.6)
+
+
 def _draw_mouth(pen: _Pen, identity: Identity, e: dict[str, float], y: float) -> None:
   """Lips around a mouth line whose corners rise (smile), fall (sadness) or rise on one side (contempt)."""
-  width = identity.mouth_width * _clamp(1.0 + 0.25 * e['mouth_stretch'], 0.6, 1.5)
-  gap = 0.085 * max(e['mouth_open'], 0.0)
+  width = _mouth_width(identity, e)
+  gap = MOUTH_GAP * max(e['mouth_open'], 0.0)
   thickness = identity.lip_thickness * _clamp(1.0 - 0.6 * e['lip_press'], 0.25, 1.5)
-  left = -0.045 * e['mouth_curve'] + 0.008 * e['mouth_asym']
-  right = -0.045 * e['mouth_curve'] - 0.045 * e['mouth_asym']
+  left = MOUTH_CORNER * (-e['mouth_curve'] + 0.2 * e['mouth_asym'])
+  right = MOUTH_CORNER * (-e['mouth_curve'] - e['mouth_asym'])
   u = _grid(-1.0, 1.0, 21)
   x = 0.5 + width * u
   # The line bends through the corners; a smile makes it a U, a frown an arch.
@@ -468,16 +507,16 @@ def _draw_mouth(pen: _Pen, identity: Identity, e: dict[str, float], y: float) ->
     pen.fill(np.concatenate([_arc(x, upper_inner), _arc(x, lower_inner)[::-1]]), _rgba((70, 24, 30)))
     teeth = np.minimum(upper_inner + 0.35 * gap * opening + 0.004, lower_inner)
     pen.fill(np.concatenate([_arc(x, upper_inner), _arc(x, teeth)[::-1]]), _rgba((236, 232, 218)))
-  pen.line(_arc(x, line), _rgba(identity.lip, 0.8, 0.45), 0.004)
+  pen.line(_arc(x, line), _rgba(identity.lip, 0.9, 0.4), 0.005)
 
 
 def _draw_face(pen: _Pen, identity: Identity, e: dict[str, float], nuisance: Nuisance) -> None:
   skin, hair = identity.skin, _rgba(identity.hair)
-  jaw_drop = 0.05 * max(e['mouth_open'], 0.0)
+  jaw_drop = JAW_DROP * max(e['mouth_open'], 0.0)
   eye_xs = (0.5 - identity.eye_spacing, 0.5 + identity.eye_spacing)
   nose_y = identity.eye_y + identity.nose_length - 0.01 * max(e['nose_wrinkle'], 0.0)
   mouth_y = identity.eye_y + identity.nose_length + identity.philtrum + 0.4 * jaw_drop
-  mouth_corner = identity.mouth_width * (1.0 + 0.25 * e['mouth_stretch'])
+  mouth_corner = _mouth_width(identity, e)
 
   _draw_back_hair(pen, identity, hair)
   pen.fill(_ellipse(0.5, 0.5 + identity.face_height + 0.35, 0.5, 0.28), _rgba(nuisance.shirt))
@@ -508,7 +547,7 @@ def _draw_face(pen: _Pen, identity: Identity, e: dict[str, float], nuisance: Nui
   forehead = 1.2 * max(e['brow_raise'] - 0.25, 0.0) + 0.12 * identity.age
   hairline_y = _brow_line(identity) - identity.hairline
   for k in range(3):
-    y = _brow_line(identity) - 0.045 * e['brow_raise'] - 0.03 - 0.018 * k
+    y = _brow_line(identity) - BROW_RAISE * e['brow_raise'] - 0.03 - 0.018 * k
     if y > hairline_y + 0.01:
       pen.line(_quadratic((0.42, y + 0.006), (0.5, y - 0.006), (0.58, y + 0.006), n=6),
                _rgba(skin, min(forehead, 0.7), 0.65), 0.004)
@@ -519,7 +558,7 @@ def _draw_face(pen: _Pen, identity: Identity, e: dict[str, float], nuisance: Nui
 
   for x in eye_xs:
     _draw_eye(pen, identity, x, e['eye_open'])
-  brow_colour = _rgba(identity.hair, shade=0.8)
+  brow_colour = _rgba(0.6 * np.asarray(identity.hair) + 0.4 * _BROW_DARK)
   for side in (-1, 1):
     _draw_brow(pen, identity, side, e['brow_raise'], e['brow_inner'], brow_colour)
 

@@ -28,6 +28,8 @@ EXPRESSIONS = render.EXPRESSIONS
 # Part of every random stream, so the two configs never draw the same person.
 _KIND_IDS = {'identities': 0, 'expressions': 1}
 _SUBJECT_PREFIXES = {'identities': 'id', 'expressions': 'ex'}
+# Face-recognition sets are web photographs; CK+ was posed in a studio.
+_CONDITIONS = {'identities': render.WILD, 'expressions': render.LAB}
 # Tags that keep a subject's identity, posing style and photographs on separate streams.
 _IDENTITY_STREAM, _POSING_STREAM, _IMAGE_STREAM = 0, 1, 2
 
@@ -40,6 +42,9 @@ _DEFAULTS = {
 _NAME_TAGS = {'image_size': 's', 'num_subjects': 'n', 'images_per_subject': 'i', 'intensities': 'k',
               'neutral_per_subject': 'z', 'seed': 'seed'}
 _MIN_IMAGE_SIZE = 16
+# The weakest intensity of an `expressions` sequence: CK+ labels the frames towards the apex, and below about
+# half strength a pose is hard to tell from the poser's resting face even for people.
+_MIN_INTENSITY = 0.4
 
 
 @dataclasses.dataclass(eq=False)
@@ -138,21 +143,22 @@ def subject_posing(config: SynthFacesConfig, subject: int) -> np.ndarray:
 def _shots(config: SynthFacesConfig) -> Iterator[tuple[int, int, float, int]]:
   """(image index, expression, intensity, frame) of each photograph of an `expressions` subject.
 
-  The neutral shots come first; then each expression at `intensities` evenly spaced levels up to the apex,
-  like frames sampled from a CK+ sequence that starts neutral.
+  The neutral shots come first; then each expression at `intensities` levels evenly spaced from
+  `_MIN_INTENSITY` to the apex (the apex alone if there is one level), like the last frames of a CK+ sequence.
   """
   for frame in range(config.neutral_per_subject):
     yield frame, 0, 0.0, frame
+  levels = np.linspace(_MIN_INTENSITY, 1.0, config.intensities) if config.intensities > 1 else [1.0]
   for expression in range(1, len(EXPRESSIONS)):
-    for frame in range(config.intensities):
+    for frame, intensity in enumerate(levels):
       image = config.neutral_per_subject + (expression - 1) * config.intensities + frame
-      yield image, expression, (frame + 1) / config.intensities, frame
+      yield image, expression, float(intensity), frame
 
 
 def _photograph(config: SynthFacesConfig, identity: render.Identity, posing: np.ndarray, expression: int,
                 intensity: float, rng: np.random.Generator) -> np.ndarray:
   pose = render.sample_expression(posing, expression, intensity, rng)
-  return render.render(identity, pose, render.sample_nuisance(rng), config.image_size)
+  return render.render(identity, pose, render.sample_nuisance(rng, _CONDITIONS[config.kind]), config.image_size)
 
 
 def generate_examples(config: SynthFacesConfig) -> Iterator[tuple[str, dict[str, Any]]]:
