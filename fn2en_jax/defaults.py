@@ -37,9 +37,17 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       config='expressions',     # TFDS builder config
       manual_dir='',            # where the licensed files are (real datasets)
       split='train',
-      eval_split='',            # '' = hold out subject fold `fold` of `num_folds` from `split`
-      fold=0,
+      eval_split='',            # an official test split (SFEW: 'validation'); '' = a fold of `split` is the test set
+      protocol='subject_folds',  # eval_split='' only. 'subject_folds': test = the subjects of fold `fold` of
+                                #   `num_folds` (folds.subject_folds); 'tfd_folds': TFD's official fold `fold`
+                                #   (num_folds=5; test = code 3)
+      tfd_valid_in_train=True,  # tfd_folds: train on code 1 and 2 (valid) rows; nothing here selects models on a
+                                #   validation set, so the valid rows would otherwise go unused
+      fold=0,                   # -1 = every fold, each in <workdir>/fold_<i>, then kfold.md (fn2en_jax/kfold.py)
       num_folds=10,
+      extra_train=(),           # 'name[/config]:split' entries appended to the training set, never tested on;
+                                #   their label names must equal the dataset's (e.g. ('fer2013:train',) for sfew)
+      extra_manual_dir='',      # manual_dir of the extra_train datasets; '' = manual_dir
       holdout_every=0,          # >0: hold out every n-th example instead (identity data, where subjects repeat)
       image_size=224,           # model input
       crop_scale=1.125,         # resize to image_size * crop_scale, then crop image_size (random: train, center: eval)
@@ -57,6 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.dtype = 'float32'      # activations; 'bfloat16' on GPU/TPU (parameters and optimizer state stay float32)
   config.data_dir = '~/tensorflow_datasets'
+  # Compiled XLA programs are kept here, so that a rerun (or the next fold) does not compile them again; '' = off.
+  config.compilation_cache_dir = '~/.cache/fn2en_jax/xla'
   # Stages run in this order; a stage whose final checkpoint exists is skipped.
   config.stages = ('face', 'a', 'b', 'scratch')
 

@@ -18,7 +18,9 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fn2en_jax import evaluate
+from fn2en_jax import evaluate, kfold
+from fn2en_jax.data import folds, pipeline
+from fn2en_jax.models import face_nets
 from fn2en_jax.stages import a, b, common, face, face_pretrain, scratch
 from fn2en_jax.train import loop, parallel
 
@@ -60,11 +62,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if 'a' in stages and config.stage_a.p not in (1, 2):
     raise ValueError(f'config.stage_a.p must be 1 or 2, got {config.stage_a.p}')
   data = config.data
-  if not data.eval_split and not 0 <= data.fold < data.num_folds:
-    raise ValueError(f'config.data.fold must be in [0, {data.num_folds}), got {data.fold}')
+  if data.protocol not in pipeline.PROTOCOLS:
+    raise ValueError(f'config.data.protocol must be one of {pipeline.PROTOCOLS}, got {data.protocol!r}')
+  if data.eval_split:
+    if data.protocol != 'subject_folds':
+      raise ValueError(f'config.data.eval_split={data.eval_split!r} is the test set, so data.protocol='
+                       f'{data.protocol!r} (which picks a test fold) cannot apply: set one of them')
+    if data.fold == -1:
+      raise ValueError(f'config.data.fold=-1 runs every fold, but data.eval_split={data.eval_split!r} is one '
+                       'official test split: set data.fold=0')
+  else:
+    if data.num_folds < 2:
+      raise ValueError(f'config.data.num_folds must be >= 2, got {data.num_folds}')
+    if not -1 <= data.fold < data.num_folds:
+      raise ValueError(f'config.data.fold must be in [0, {data.num_folds}), or -1 for every fold, got {data.fold}')
+    if data.protocol == 'tfd_folds' and data.num_folds != folds.TFD_NUM_FOLDS:
+      raise ValueError(f"config.data.num_folds must be {folds.TFD_NUM_FOLDS} with protocol='tfd_folds' (TFD's "
+                       f'official folds), got {data.num_folds}')
+  for entry in data.extra_train:
+    pipeline.parse_dataset_split(entry)
   for name in ('data', 'face_data'):
     if config[name].crop_scale < 1:
       raise ValueError(f'config.{name}.crop_scale must be >= 1, got {config[name].crop_scale}')
+  if 'face' in stages and config.teacher.init is None and 'face_pretrain' not in stages:
+    raise ValueError(
+        'config.teacher.init: stage face fine-tunes a pretrained face net, and this config needs one. Convert '
+        'VGG-Face (docs/face_nets.md): `python -m fn2en_jax.convert vgg_face --input=vgg_face_dag.pth '
+        '--output=$HOME/face_nets/vgg_face`, then add --config.teacher.init=$HOME/face_nets/vgg_face; or train one '
+        'on an identity dataset by adding face_pretrain to config.stages and naming it in config.face_data')
+  if config.teacher.init:
+    face_nets.read_meta(config.teacher.init)
+  if 'face_pretrain' in stages and not config.face_data.name:
+    raise ValueError('config.face_data.name: stage face_pretrain trains a face net to recognise identities; name '
+                     'a dataset of them (a TFDS builder whose labels are identities)')
 
 
 def run_stage(config, name: str, workdir: str, mesh, data_dir: str) -> dict:
@@ -96,9 +126,13 @@ def describe_test_set(data: ml_collections.ConfigDict) -> str:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   validate(config)
+  if config.data.fold == -1:
+    return kfold.run(config, workdir, run_fold=run, run_stage=run_stage)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   os.makedirs(workdir, exist_ok=True)
+  if config.compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir))
   mesh = parallel.make_mesh()
   summaries = {name: run_stage(config, name, workdir, mesh, data_dir) for name in config.stages}
   if jax.process_index() == 0:

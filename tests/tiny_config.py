@@ -9,6 +9,7 @@ from fn2en_jax import defaults
 def get_config():
   config = defaults.get_config()
   config.stages = ('face_pretrain', 'face', 'a', 'b', 'scratch')
+  config.compilation_cache_dir = ''  # the tests share one cache of their own (tests/conftest.py)
   config.data.update(dict(image_size=32, num_folds=4, num_threads=1, prefetch=2,
                           synth=dict(image_size=32, num_subjects=8, intensities=1, neutral_per_subject=1)))
   config.face_data.update(dict(image_size=32, holdout_every=4, num_threads=1, prefetch=2,

@@ -7,7 +7,7 @@ normalisation converts inside its own apply function, so that the student and th
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import grain
 import jax
@@ -18,14 +18,21 @@ from PIL import Image
 from fn2en_jax.data import build, folds
 
 
+PROTOCOLS = ('subject_folds', 'tfd_folds')
+
+
 @dataclasses.dataclass(frozen=True)
 class Examples:
-  """A subset of a data source's records, with the columns the splits and reports need."""
+  """A subset of a data source's records, with the columns the splits and reports need.
+
+  `fold_codes`: TFD's official folds, (N, 5) codes 0 unused / 1 train / 2 valid / 3 test; None for other datasets.
+  """
   source: Sequence[dict]
   indices: np.ndarray
   labels: np.ndarray
   subjects: np.ndarray
   class_names: tuple[str, ...]
+  fold_codes: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.indices)
@@ -35,7 +42,8 @@ class Examples:
 
   def subset(self, positions: np.ndarray) -> 'Examples':
     return dataclasses.replace(self, indices=self.indices[positions], labels=self.labels[positions],
-                               subjects=self.subjects[positions])
+                               subjects=self.subjects[positions],
+                               fold_codes=None if self.fold_codes is None else self.fold_codes[positions])
 
 
 def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> Examples:
@@ -56,7 +64,10 @@ def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> E
   labels = np.asarray([r['label'] for r in records], np.int32)
   subjects = np.asarray([_text(r['subject']) for r in records])
   names = tuple(builder.info.features['label'].names)
-  return Examples(source, np.arange(len(source)), labels, subjects, names)
+  fold_codes = None
+  if 'folds' in builder.info.features:
+    fold_codes = np.asarray([r['folds'] for r in records], np.int32).reshape(len(records), folds.TFD_NUM_FOLDS)
+  return Examples(source, np.arange(len(source)), labels, subjects, names, fold_codes)
 
 
 def _text(value) -> str:
@@ -67,6 +78,76 @@ def subject_split(examples: Examples, fold: int, num_folds: int) -> tuple[Exampl
   """(train, test) with no subject in both: the test set is subject fold `fold` of `num_folds`."""
   train, test = folds.fold_split(examples.subjects, fold, num_folds)
   return examples.subset(train), examples.subset(test)
+
+
+def tfd_split(examples: Examples, fold: int, *, valid_in_train: bool) -> tuple[Examples, Examples]:
+  """(train, test) of TFD's official fold `fold`: test = code 3; train = code 1, and code 2 (valid) if
+  `valid_in_train`. Rows with code 0 take no part in that fold."""
+  if examples.fold_codes is None:
+    raise ValueError("data.protocol='tfd_folds' needs TFD's official folds (the feature `folds` of the tfd "
+                     "builder); this dataset has none: use data.protocol='subject_folds'")
+  train, valid, test = folds.tfd_fold_split(examples.fold_codes, fold)
+  if valid_in_train:
+    train = np.sort(np.concatenate([train, valid]))
+  return examples.subset(train), examples.subset(test)
+
+
+class _Chain(Sequence):
+  """The records of several `Examples`, one after the other: one random-access source for grain."""
+
+  def __init__(self, parts: Sequence[Examples]):
+    self._parts = tuple(parts)
+    self._ends = np.cumsum([len(p) for p in self._parts])
+
+  def __len__(self) -> int:
+    return int(self._ends[-1])
+
+  def __getitem__(self, i: int) -> dict:
+    if not 0 <= i < len(self):
+      raise IndexError(i)
+    part = int(np.searchsorted(self._ends, i, side='right'))
+    return self._parts[part][i - (int(self._ends[part - 1]) if part else 0)]
+
+
+def concatenate(parts: Sequence[Examples]) -> Examples:
+  """All examples of `parts`, in order; their label names must be the same, in the same order."""
+  first = parts[0]
+  for part in parts[1:]:
+    if part.class_names != first.class_names:
+      raise ValueError(f'cannot concatenate datasets whose labels differ: {list(first.class_names)} vs '
+                       f'{list(part.class_names)}')
+  codes = [p.fold_codes for p in parts]
+  return Examples(_Chain(parts), np.arange(sum(len(p) for p in parts)), np.concatenate([p.labels for p in parts]),
+                  np.concatenate([p.subjects for p in parts]), first.class_names,
+                  None if any(c is None for c in codes) else np.concatenate(codes))
+
+
+def parse_dataset_split(entry: str) -> tuple[str, str, str]:
+  """'name[/config]:split' -> (name, config, split); config may be ''."""
+  dataset, sep, split = entry.rpartition(':')
+  name, _, config = dataset.partition('/')
+  if not (sep and name and split) or '/' in config:
+    raise ValueError(f"data.extra_train: {entry!r} is not 'name[/config]:split', e.g. 'fer2013:train'")
+  return name, config, split
+
+
+def with_extra_train(train: Examples, data_cfg: ml_collections.ConfigDict, *, data_dir: str) -> Examples:
+  """`train` followed by every `data_cfg.extra_train` split (read from `extra_manual_dir`, else `manual_dir`).
+
+  The extra data only ever trains; its label names must equal the dataset's exactly, in the same order, since
+  labels travel as indices.
+  """
+  parts = [train]
+  for entry in data_cfg.extra_train:
+    name, config, split = parse_dataset_split(entry)
+    extra_cfg = ml_collections.ConfigDict({**data_cfg.to_dict(), 'name': name, 'config': config,
+                                           'manual_dir': data_cfg.extra_manual_dir or data_cfg.manual_dir})
+    extra = load(extra_cfg, split, data_dir=data_dir)
+    if extra.class_names != train.class_names:
+      raise ValueError(f'data.extra_train: {entry!r} has the labels {list(extra.class_names)}, but '
+                       f'{data_cfg.name} has {list(train.class_names)}; they must match exactly, in order')
+    parts.append(extra)
+  return concatenate(parts) if len(parts) > 1 else train
 
 
 def holdout_split(examples: Examples, every: int) -> tuple[Examples, Examples]:

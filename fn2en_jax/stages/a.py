@@ -56,24 +56,24 @@ def summarize(outputs: dict) -> dict:
   return {'lp_loss': float(outputs['loss'][keep].mean())}
 
 
-def load_teacher(config, workdir: str, num_classes: int, rng):
-  """The fine-tuned face net of this workdir's `face` stage: (module, variables)."""
+def load_teacher(config, workdir: str, num_classes: int, mesh):
+  """The fine-tuned face net of this workdir's `face` stage, replicated on the mesh: (module, variables)."""
   teacher = face_nets.build(config.teacher, num_classes, common.dtype(config))
-  variables = common.init_variables(teacher, rng, config.data.image_size)
+  variables = common.abstract_variables(teacher, config.data.image_size, mesh)
   return teacher, checkpoint.restore_subset(checkpoint.latest_state_path(os.path.join(workdir, 'face')), variables)
 
 
 def setup(config, workdir: str, mesh, data_dir: str):
   train, test = common.expression_splits(config, data_dir)
   rng = jax.random.fold_in(jax.random.key(config.seed), 2)
-  teacher, teacher_vars = load_teacher(config, workdir, len(train.class_names), rng)
+  teacher, teacher_vars = load_teacher(config, workdir, len(train.class_names), mesh)
   tap = config.teacher.tap
   size = config.data.image_size
   tap_shape = jax.eval_shape(functools.partial(teacher.apply, train=False, tap=tap), teacher_vars,
                              jnp.zeros((1, size, size, 3))).shape
   if len(tap_shape) != 4:
     raise ValueError(f'teacher.tap={tap!r} is a vector {tap_shape}; stage a regresses a spatial map '
-                     '(pool1..pool5 of vgg_face)')
+                     '(pool1..pool5 of vgg_face, res1..res5 of dlib_resnet)')
   channels = tap_shape[-1]
   adapter = None if channels == config.student.widths[-1] else channels
   student = common.student(config, len(train.class_names), adapter_channels=adapter)
@@ -81,7 +81,7 @@ def setup(config, workdir: str, mesh, data_dir: str):
   state = common.create_state(student, variables, config.stage_a, rng, tap='adapter')
   hp = dict(teacher=teacher, tap=tap, p=config.stage_a.p, reduction=config.stage_a.reduction)
   return loop.Stage(
-      name=NAME, state=parallel.replicate(state, mesh), aux=parallel.replicate(teacher_vars, mesh),
+      name=NAME, state=parallel.replicate(state, mesh), aux=teacher_vars,
       hparams=config.stage_a, data_cfg=config.data, train_examples=train, eval_examples=test,
       train_step=functools.partial(train_step, **hp), eval_step=functools.partial(eval_step, **hp),
       summarize=summarize)

@@ -40,6 +40,15 @@ def init_variables(model, rng: jax.Array, image_size: int, **kwargs) -> dict:
     return init.compile({'xla_backend_optimization_level': 0})({'params': rng}, images)
 
 
+def abstract_variables(model, image_size: int, mesh, **kwargs) -> dict:
+  """Shapes, dtypes and (replicated) shardings of `model`'s variables, for a checkpoint to fill: nothing is
+  initialised or compiled for weights that are about to be overwritten."""
+  images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False, **kwargs), {'params': jax.random.key(0)}, images)
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
 def create_state(model, variables: dict, stage_cfg: ml_collections.ConfigDict, rng: jax.Array,
                  **apply_kwargs) -> TrainState:
   return TrainState.create(apply_fn=functools.partial(model.apply, **apply_kwargs), params=variables['params'],
@@ -86,12 +95,17 @@ def classification_stage(name: str, *, state: TrainState, stage_cfg: ml_collecti
 
 
 def expression_splits(config: ml_collections.ConfigDict, data_dir: str):
-  """(train, test) of the expression dataset: an official eval split, or a subject-disjoint fold."""
+  """(train, test) of the expression dataset by the config's protocol: an official eval split (SFEW's
+  validation), TFD's official fold, or a subject-disjoint fold; then `data.extra_train` is appended to train."""
   data = config.data
   examples = pipeline.load(data, data.split, data_dir=data_dir)
   if data.eval_split:
-    return examples, pipeline.load(data, data.eval_split, data_dir=data_dir)
-  return pipeline.subject_split(examples, data.fold, data.num_folds)
+    train, test = examples, pipeline.load(data, data.eval_split, data_dir=data_dir)
+  elif data.protocol == 'tfd_folds':
+    train, test = pipeline.tfd_split(examples, data.fold, valid_in_train=data.tfd_valid_in_train)
+  else:
+    train, test = pipeline.subject_split(examples, data.fold, data.num_folds)
+  return pipeline.with_extra_train(train, data, data_dir=data_dir), test
 
 
 def student(config: ml_collections.ConfigDict, num_classes: int, adapter_channels: int | None = None):

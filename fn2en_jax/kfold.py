@@ -1,0 +1,178 @@
+"""Every fold of a protocol, one after another, and the report of their mean and spread beside the paper.
+
+  python -m fn2en_jax.main --config=configs/ck_plus.py --workdir=DIR --config.data.fold=-1 ...
+
+`main.run` calls `run` when `config.data.fold == -1`. Fold i runs as an ordinary single-fold run (the config with
+`data.fold=i`) in DIR/fold_<i>/, which writes its own results.md/json; a fold whose results.json was written by
+exactly that config is not run again. Then DIR/kfold.md and DIR/kfold.json hold each fold's accuracy and mean
+per-class accuracy for each row (scratch, face fine-tune, FN2EN), their mean and standard deviation, and the
+paper's number (`config.paper`, in percent, keyed 'scratch', 'face', 'fn2en').
+
+The face_pretrain stage does not depend on the fold: when config.stages has it, it is trained once in
+DIR/face_pretrain, exported as a face net to DIR/face_net (the format of `models/face_nets.py`), and every fold
+starts its face stage from there (`teacher.init=DIR/face_net`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from typing import Callable
+
+import jax
+import ml_collections
+from absl import logging
+
+from fn2en_jax import evaluate
+from fn2en_jax.models import face_nets
+from fn2en_jax.stages import common
+from fn2en_jax.train import checkpoint, loop, parallel
+
+# The paper's name for each results row, by the stage that fills it (evaluate.ROWS).
+PAPER_KEYS = {'scratch': 'scratch', 'face': 'face', 'b': 'fn2en'}
+METRICS = ('accuracy', 'mean_per_class_accuracy')
+FACE_NET = 'face_net'
+REPORT = 'kfold'
+
+
+def fold_dir(workdir: str, fold: int) -> str:
+  return os.path.join(workdir, f'fold_{fold}')
+
+
+def fold_config(config: ml_collections.ConfigDict, fold: int) -> ml_collections.ConfigDict:
+  cfg = config.copy_and_resolve_references()
+  cfg.data.fold = fold
+  return cfg
+
+
+def _as_json(value):
+  return json.loads(json.dumps(value))
+
+
+def finished_summaries(workdir: str, config: ml_collections.ConfigDict) -> dict[str, dict] | None:
+  """The stage summaries in the fold's results.json if exactly this config wrote it (else the fold has to run)."""
+  path = os.path.join(workdir, 'results.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  return results['stages'] if results['config'] == _as_json(config.to_dict()) else None
+
+
+def export_face_net(config: ml_collections.ConfigDict, stage_dir: str, output: str) -> None:
+  """Writes the face net trained in `stage_dir` (a face_pretrain stage) as a face-net directory, without its
+  identity classifier, as `python -m fn2en_jax.convert` writes a converted one."""
+  teacher = config.teacher
+  model = face_nets.build(teacher, num_classes=1, dtype=common.dtype(config))
+  variables = common.init_variables(model, jax.random.key(0), config.face_data.image_size)
+  kept = {k: v for k, v in variables['params'].items() if k != face_nets.CLASSIFIER[teacher.model]}
+  params = checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), {'params': kept})['params']
+  face_nets.save(output, teacher.model, face_nets.model_kwargs(teacher), params, config.face_data.image_size)
+
+
+def pretrain_face_net(config: ml_collections.ConfigDict, workdir: str, run_stage: Callable) -> str:
+  """Trains face_pretrain once for all folds (or finds it trained) and returns the exported face net's path."""
+  output = os.path.join(workdir, FACE_NET)
+  finished = loop.is_finished(workdir, 'face_pretrain', config.stage_face_pretrain.num_steps)
+  if finished and os.path.exists(os.path.join(output, face_nets.META)):
+    return output
+  data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
+  run_stage(config, 'face_pretrain', workdir, parallel.make_mesh(), data_dir)
+  export_face_net(config, os.path.join(workdir, 'face_pretrain'), output)
+  logging.info('face_pretrain: exported the face net for every fold to %s', output)
+  return output
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, run_fold: Callable, run_stage: Callable) -> dict:
+  """Runs folds 0 .. data.num_folds-1 and writes kfold.md and kfold.json; returns the report.
+
+  `run_fold(config, workdir)` and `run_stage(config, name, workdir, mesh, data_dir)` are `main.run` and
+  `main.run_stage` (passed in: main is usually `__main__`, and importing it again would define its flags twice).
+  """
+  paper = config.get('paper')
+  paper = paper.to_dict() if paper is not None else {}
+  unknown = sorted(set(paper) - set(PAPER_KEYS.values()))
+  if unknown:
+    raise ValueError(f'config.paper: unknown row(s) {unknown}; expected some of {sorted(PAPER_KEYS.values())}')
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  base = config.copy_and_resolve_references()
+  if 'face_pretrain' in base.stages:
+    base.teacher.init = pretrain_face_net(base, workdir, run_stage)
+    base.stages = tuple(s for s in base.stages if s != 'face_pretrain')
+
+  folds = []
+  for fold in range(base.data.num_folds):
+    cfg, directory = fold_config(base, fold), fold_dir(workdir, fold)
+    summaries = finished_summaries(directory, cfg)
+    if summaries is None:
+      logging.info('fold %d of %d: running in %s', fold, base.data.num_folds, directory)
+      summaries = _as_json(run_fold(cfg, directory))
+    else:
+      logging.info('fold %d of %d: finished before, read from %s', fold, base.data.num_folds, directory)
+    folds.append(summaries)
+
+  report = summarize(folds, paper, base)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, f'{REPORT}.json'), 'w') as f:
+      json.dump(report, f, indent=2)
+    table = report_markdown(report)
+    with open(os.path.join(workdir, f'{REPORT}.md'), 'w') as f:
+      f.write(table)
+    print(f'\n{table}\nWritten to {os.path.join(workdir, REPORT + ".md")}', flush=True)
+  return report
+
+
+def protocol_name(config: ml_collections.ConfigDict) -> str:
+  data = config.data
+  dataset = f'{data.name}/{data.config}' if data.config else data.name
+  if data.protocol == 'tfd_folds':
+    train = 'train + valid' if data.tfd_valid_in_train else 'train'
+    return f"{dataset}, TFD's {data.num_folds} official folds (trained on {train}, tested on test)"
+  extra = f', extra training data {list(data.extra_train)}' if data.extra_train else ''
+  return f'{dataset}, {data.num_folds} subject-independent folds{extra}'
+
+
+def summarize(folds: list[dict[str, dict]], paper: dict[str, float], config: ml_collections.ConfigDict) -> dict:
+  """Per row: each fold's metrics, their mean and sample standard deviation (fractions), and the paper's accuracy."""
+  rows = {}
+  for name, stage in evaluate.ROWS:
+    if stage not in folds[0]:
+      continue
+    row = {'stage': stage, 'paper_accuracy': paper.get(PAPER_KEYS[stage])}
+    for metric in METRICS:
+      values = [f[stage][metric] for f in folds]
+      row[metric] = values
+      row[f'{metric}_mean'] = statistics.fmean(values)
+      row[f'{metric}_std'] = statistics.stdev(values) if len(values) > 1 else 0.0
+    row['num_examples'] = [f[stage]['num_examples'] for f in folds]
+    rows[name] = row
+  return {'protocol': protocol_name(config), 'num_folds': len(folds), 'rows': rows,
+          'fold_dirs': [f'fold_{i}' for i in range(len(folds))], 'config': config.to_dict()}
+
+
+def _percent(value: float) -> str:
+  return f'{100 * value:.2f}'
+
+
+def report_markdown(report: dict) -> str:
+  folds = range(report['num_folds'])
+  lines = [f"# {report['protocol']}", '']
+  for metric, title in (('accuracy', 'Accuracy'), ('mean_per_class_accuracy', 'Mean per-class accuracy')):
+    lines += [f'{title} (%) on each fold\'s test set:', '',
+              '| method | ' + ' | '.join(f'fold {i}' for i in folds) + ' | mean | std |'
+              + (' paper |' if metric == 'accuracy' else ''),
+              '| --- ' * (len(folds) + 3 + (metric == 'accuracy')) + '|']
+    for name, row in report['rows'].items():
+      cells = [_percent(v) for v in row[metric]] + [_percent(row[f'{metric}_mean']), _percent(row[f'{metric}_std'])]
+      if metric == 'accuracy':
+        cells.append('—' if row['paper_accuracy'] is None else f"{row['paper_accuracy']:g}")
+      lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+  sizes = next(iter(report['rows'].values()))['num_examples'] if report['rows'] else []
+  lines += [f'Test examples per fold: {", ".join(str(n) for n in sizes)}. std: the sample standard deviation over '
+            'the folds. paper: Ding, Zhou, Chellappa, FaceNet2ExpNet (FG 2017), average accuracy; — where it gives '
+            'none. Each fold\'s own results, confusion matrices and logs are in ' + ', '.join(report['fold_dirs'])
+            + '.', '']
+  return '\n'.join(lines)
