@@ -8,6 +8,8 @@ The flags must be set before JAX initialises, hence here, at import time, throug
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4').strip()
@@ -15,3 +17,29 @@ _CACHE = tempfile.mkdtemp(prefix='fn2en_jax_xla_cache_')
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def run_main():
+  """`python -m fn2en_jax.main --config=tests/tiny_config.py` as a user runs it; returns its stdout."""
+
+  def run(workdir, data_dir, *overrides):
+    cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={workdir}',
+           f'--config.data_dir={data_dir}', *overrides]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+  return run
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory, run_main):
+  """One finished run of every stage on tiny synthetic faces: (workdir, data_dir, stdout)."""
+  root = tmp_path_factory.mktemp('tiny')
+  workdir, data_dir = root / 'work', root / 'tfds'
+  return workdir, data_dir, run_main(workdir, data_dir)

@@ -3,52 +3,30 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tiny_config
 
 from fn2en_jax import main as fn2en_main
 from fn2en_jax.stages import b as stage_b
 from fn2en_jax.stages import common
 from fn2en_jax.train import checkpoint, parallel
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ('face_pretrain', 'face', 'a', 'b', 'scratch')
 ROWS = ('Train from scratch (BN)', 'Face net fine-tune (baseline)', 'FN2EN')
 
 
 def _tiny_config(data_dir):
-  sys.path.insert(0, os.path.join(REPO, 'tests'))
-  try:
-    import tiny_config  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
   config = tiny_config.get_config()
   config.data_dir = str(data_dir)
   return config
 
 
-def _main(workdir, data_dir):
-  cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={workdir}',
-         f'--config.data_dir={data_dir}']
-  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done.stdout
-
-
 def _steps(stage_dir):
   return sorted(int(d) for d in os.listdir(stage_dir) if d.isdigit())
-
-
-@pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory):
-  root = tmp_path_factory.mktemp('tiny')
-  workdir, data_dir = root / 'work', root / 'tfds'
-  return workdir, data_dir, _main(workdir, data_dir)
 
 
 def test_main_writes_table_results_plots_logs_and_checkpoints(tiny_run):
@@ -77,11 +55,11 @@ def test_main_writes_table_results_plots_logs_and_checkpoints(tiny_run):
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir / stage / 'tensorboard'))
 
 
-def test_rerun_skips_finished_stages_and_prints_the_same_table(tiny_run):
+def test_rerun_skips_finished_stages_and_prints_the_same_table(tiny_run, run_main):
   workdir, data_dir, first = tiny_run
   before = {stage: os.path.getmtime(workdir / stage / '4') for stage in STAGES}
   times = json.loads((workdir / 'results.json').read_text())['stages']
-  second = _main(workdir, data_dir)
+  second = run_main(workdir, data_dir)
   table = lambda out: [line for line in out.splitlines() if line.startswith('|')]
   assert table(second) == table(first)
   rerun = json.loads((workdir / 'results.json').read_text())['stages']
