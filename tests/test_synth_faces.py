@@ -133,6 +133,12 @@ def test_render_returns_uint8_rgb_of_the_requested_size(size):
   assert image.std() > 10  # a face on a background, not a blank canvas
 
 
+def test_render_rejects_an_expression_of_the_wrong_length():
+  identity = render.sample_identity(np.random.default_rng(0))
+  with pytest.raises(ValueError, match='expression'):
+    render.render(identity, np.zeros(len(render.EXPRESSION_PARAMS) - 1))
+
+
 @pytest.mark.parametrize('kind, kwargs, field', [
     ('faces', {}, 'kind'),
     ('expressions', dict(image_size=8), 'image_size'),

@@ -42,15 +42,15 @@ EXPRESSION_PARAMS = (
 # `EXPRESSIONS` entry. Pairs that share units (fear/surprise: raised brows, wide eyes, open mouth;
 # anger/disgust: lowered brows; sadness/fear: raised inner brows) stay confusable at low intensity.
 PROTOTYPES = np.array([
-    # curve  open  stretch asym  press  raise  inner  eye   wrinkle
-    [0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00, 0.00],   # neutral
-    [-0.25, 0.00, -0.10, 0.00, 0.85, -0.60, 0.90, 0.15, 0.00],  # anger
-    [0.10, 0.00, 0.00, 0.90, 0.20, 0.00, 0.00, -0.05, 0.00],  # contempt
-    [-0.35, 0.15, 0.00, 0.00, 0.00, -0.45, 0.45, -0.45, 1.00],  # disgust
-    [-0.20, 0.45, 0.75, 0.00, 0.00, 0.70, -0.60, 0.85, 0.00],  # fear
-    [1.00, 0.30, 0.45, 0.00, 0.00, 0.05, 0.00, -0.35, 0.00],   # happy
-    [-0.75, 0.00, -0.05, 0.00, 0.20, 0.05, -0.90, -0.30, 0.00],  # sadness
-    [0.00, 1.00, -0.35, 0.00, 0.00, 1.00, -0.15, 1.00, 0.00],   # surprise
+    # curve  open  stretch  asym  press  raise  inner   eye  wrinkle
+    [+0.00, 0.00, +0.00, 0.00, 0.00, +0.00, +0.00, +0.00, 0.00],  # neutral
+    [-0.25, 0.00, -0.10, 0.00, 0.85, -0.60, +0.90, +0.15, 0.00],  # anger
+    [+0.10, 0.00, +0.00, 0.90, 0.20, +0.00, +0.00, -0.05, 0.00],  # contempt
+    [-0.35, 0.15, +0.00, 0.00, 0.00, -0.45, +0.45, -0.45, 1.00],  # disgust
+    [-0.20, 0.45, +0.75, 0.00, 0.00, +0.70, -0.60, +0.85, 0.00],  # fear
+    [+1.00, 0.30, +0.45, 0.00, 0.00, +0.05, +0.00, -0.35, 0.00],  # happy
+    [-0.75, 0.00, -0.05, 0.00, 0.20, +0.05, -0.90, -0.30, 0.00],  # sadness
+    [+0.00, 1.00, -0.35, 0.00, 0.00, +1.00, -0.15, +1.00, 0.00],  # surprise
 ], dtype=np.float64)
 
 RESTING_SPREAD = 0.12   # std of a person's resting face around the population's neutral
@@ -178,14 +178,14 @@ def sample_identity(rng: np.random.Generator) -> Identity:
       eye_shape=rng.uniform(0.38, 0.58),
       eye_y=rng.uniform(0.43, 0.48),
       iris=_colour(iris),
-      brow_thickness=rng.uniform(0.012, 0.028),
+      brow_thickness=rng.uniform(0.015, 0.03),
       brow_gap=rng.uniform(0.022, 0.042),
       brow_arch=rng.uniform(0.0, 0.02),
       nose_length=rng.uniform(0.09, 0.14),
       nose_width=rng.uniform(0.03, 0.052),
       philtrum=rng.uniform(0.035, 0.055),
       mouth_width=rng.uniform(0.075, 0.112),
-      lip_thickness=rng.uniform(0.01, 0.022),
+      lip_thickness=rng.uniform(0.013, 0.026),
       lip=_colour(lip),
       age=rng.uniform(0.0, 1.0),
       beard=rng.uniform(0.3, 0.9) if rng.uniform() < 0.12 else 0.0,
@@ -262,11 +262,15 @@ def sample_nuisance(rng: np.random.Generator, conditions: Conditions = WILD) -> 
 def render(identity: Identity, expression: np.ndarray, nuisance: Nuisance = Nuisance(),
            size: int = 64) -> np.ndarray:
   """Photographs `identity` posing `expression` under `nuisance`; returns uint8 (size, size, 3)."""
+  expression = np.asarray(expression, np.float64)
+  if expression.shape != (len(EXPRESSION_PARAMS),):
+    raise ValueError(f'expression must have shape ({len(EXPRESSION_PARAMS)},), one value per EXPRESSION_PARAMS '
+                     f'entry, got {expression.shape}')
   canvas_size = SUPERSAMPLE * size
   noise_rng = np.random.default_rng(nuisance.noise_seed)
   canvas = _background(nuisance, size, noise_rng)
   pen = _Pen()
-  _draw_face(pen, identity, dict(zip(EXPRESSION_PARAMS, np.asarray(expression, np.float64))), nuisance)
+  _draw_face(pen, identity, dict(zip(EXPRESSION_PARAMS, expression)), nuisance)
   zoom = CROP_ZOOM * nuisance.scale
   pen.draw_on(canvas, _placement(nuisance, zoom, canvas_size), canvas_size * zoom)
   photo = np.asarray(canvas.reduce(SUPERSAMPLE), np.float32)  # a box filter: each pixel averages its 4x4 samples
@@ -288,7 +292,7 @@ def _rgba(rgb, alpha: float = 1.0, shade: float = 1.0) -> tuple[int, int, int, i
 
 
 class _Pen:
-  """Records shapes in canvas units, then draws them in order through the photograph's framing.
+  """Records shapes in face units, then draws them in order through the photograph's framing.
 
   Recording first lets all points be framed in one matrix product instead of one per shape.
   """
@@ -507,75 +511,84 @@ def _draw_mouth(pen: _Pen, identity: Identity, e: dict[str, float], y: float) ->
     pen.fill(np.concatenate([_arc(x, upper_inner), _arc(x, lower_inner)[::-1]]), _rgba((70, 24, 30)))
     teeth = np.minimum(upper_inner + 0.35 * gap * opening + 0.004, lower_inner)
     pen.fill(np.concatenate([_arc(x, upper_inner), _arc(x, teeth)[::-1]]), _rgba((236, 232, 218)))
-  pen.line(_arc(x, line), _rgba(identity.lip, 0.9, 0.4), 0.005)
+  pen.line(_arc(x, line), _rgba(identity.lip, 0.9, 0.4), 0.009)
 
 
-def _draw_face(pen: _Pen, identity: Identity, e: dict[str, float], nuisance: Nuisance) -> None:
+def _draw_head(pen: _Pen, identity: Identity, jaw_drop: float, nose_y: float, mouth_y: float,
+               mouth_corner: float, shirt) -> None:
+  """Everything but the features: hair, shoulders, neck, ears, the head itself and any beard."""
   skin, hair = identity.skin, _rgba(identity.hair)
-  jaw_drop = JAW_DROP * max(e['mouth_open'], 0.0)
-  eye_xs = (0.5 - identity.eye_spacing, 0.5 + identity.eye_spacing)
-  nose_y = identity.eye_y + identity.nose_length - 0.01 * max(e['nose_wrinkle'], 0.0)
-  mouth_y = identity.eye_y + identity.nose_length + identity.philtrum + 0.4 * jaw_drop
-  mouth_corner = _mouth_width(identity, e)
-
   _draw_back_hair(pen, identity, hair)
-  pen.fill(_ellipse(0.5, 0.5 + identity.face_height + 0.35, 0.5, 0.28), _rgba(nuisance.shirt))
+  pen.fill(_ellipse(0.5, 0.5 + identity.face_height + 0.35, 0.5, 0.28), _rgba(shirt))
   neck = 0.55 * identity.face_width
   pen.fill(np.array([(0.5 - neck, 0.6), (0.5 + neck, 0.6), (0.5 + 1.1 * neck, 1.1), (0.5 - 1.1 * neck, 1.1)]),
            _rgba(skin, shade=0.82))
   for side in (-1, 1):
     pen.fill(_ellipse(0.5 + side * 0.97 * identity.face_width, identity.eye_y + 0.035,
                       0.35 * identity.ear_size, identity.ear_size, n=16), _rgba(skin, shade=0.9))
-  pen.fill(_head_outline(identity, jaw_drop), _rgba(skin))
+  outline = _head_outline(identity, jaw_drop)
+  pen.fill(outline, _rgba(skin))
   if identity.beard > 0:
     # The outline runs right -> chin -> left along its lower half; close it along the upper lip.
-    outline = _head_outline(identity, jaw_drop)
     jaw = outline[outline[:, 1] > mouth_y - 0.02]
     moustache = np.array([(0.5 - mouth_corner - 0.02, nose_y + 0.025), (0.5, nose_y + 0.014),
                           (0.5 + mouth_corner + 0.02, nose_y + 0.025)])
     pen.fill(np.concatenate([jaw, moustache]), _rgba(identity.hair, 0.5 * identity.beard, 0.8))
   _draw_hair_cap(pen, identity, hair)
 
-  # Folds: permanent ones deepen with age; a smile or a nose wrinkle deepens the nasolabial folds,
-  # raised brows crease the forehead, lowered inner brows crease the glabella.
+
+def _draw_folds(pen: _Pen, identity: Identity, e: dict[str, float], nose_y: float, mouth_y: float,
+                mouth_corner: float) -> None:
+  """Permanent folds deepen with age; a smile or a nose wrinkle deepens the nasolabial folds, raised brows
+  crease the forehead, lowered inner brows crease the glabella."""
+  skin = identity.skin
   fold = 0.15 * identity.age + 0.6 * max(e['mouth_curve'], 0.0) + 0.5 * max(e['nose_wrinkle'], 0.0)
   for side in (-1, 1):
     pen.line(_quadratic((0.5 + side * (identity.nose_width + 0.012), nose_y - 0.012),
                         (0.5 + side * (mouth_corner + 0.03), nose_y + 0.01),
                         (0.5 + side * (mouth_corner + 0.018), mouth_y + 0.035), n=8),
-             _rgba(skin, min(fold, 0.8), 0.6), 0.005)
+             _rgba(skin, min(fold, 0.8), 0.6), 0.008)
+  brow_y = _brow_line(identity)
   forehead = 1.2 * max(e['brow_raise'] - 0.25, 0.0) + 0.12 * identity.age
-  hairline_y = _brow_line(identity) - identity.hairline
   for k in range(3):
-    y = _brow_line(identity) - BROW_RAISE * e['brow_raise'] - 0.03 - 0.018 * k
-    if y > hairline_y + 0.01:
+    y = brow_y - BROW_RAISE * e['brow_raise'] - 0.03 - 0.018 * k
+    if y > brow_y - identity.hairline + 0.01:
       pen.line(_quadratic((0.42, y + 0.006), (0.5, y - 0.006), (0.58, y + 0.006), n=6),
-               _rgba(skin, min(forehead, 0.7), 0.65), 0.004)
+               _rgba(skin, min(forehead, 0.7), 0.65), 0.007)
   glabella = min(1.2 * max(e['brow_inner'] - 0.2, 0.0), 0.7)
   for side in (-1, 1):
-    pen.line(np.array([(0.5 + side * 0.012, _brow_line(identity) - 0.01), (0.5 + side * 0.01, identity.eye_y - 0.01)]),
-             _rgba(skin, glabella, 0.6), 0.004)
+    pen.line(np.array([(0.5 + side * 0.012, brow_y - 0.01), (0.5 + side * 0.01, identity.eye_y - 0.01)]),
+             _rgba(skin, glabella, 0.6), 0.007)
 
-  for x in eye_xs:
-    _draw_eye(pen, identity, x, e['eye_open'])
+
+def _draw_nose(pen: _Pen, identity: Identity, wrinkle: float, nose_y: float) -> None:
+  """A shadow down one side of the bridge, the wings and nostrils; disgust wrinkles the bridge."""
+  skin = identity.skin
+  pen.line(np.array([(0.5 - 0.02, identity.eye_y), (0.5 - 0.022, nose_y - 0.03)]), _rgba(skin, 0.25, 0.6), 0.006)
+  wing = identity.nose_width * (1.0 + 0.1 * wrinkle)
+  for side in (-1, 1):
+    pen.line(_quadratic((0.5 + side * wing, nose_y - 0.02), (0.5 + side * 0.8 * wing, nose_y + 0.015),
+                        (0.5, nose_y + 0.01), n=6), _rgba(skin, 0.5, 0.6), 0.006)
+    pen.fill(_ellipse(0.5 + side * 0.45 * wing, nose_y + 0.002, 0.3 * wing, 0.14 * wing, n=10),
+             _rgba(skin, 0.8, 0.4))
+  for k in range(3):
+    y = identity.eye_y + 0.005 + 0.013 * k
+    pen.line(_quadratic((0.5 - 0.025, y), (0.5, y - 0.006), (0.5 + 0.025, y), n=5),
+             _rgba(skin, 0.7 * min(wrinkle, 1.0), 0.6), 0.007)
+
+
+def _draw_face(pen: _Pen, identity: Identity, e: dict[str, float], nuisance: Nuisance) -> None:
+  jaw_drop = JAW_DROP * max(e['mouth_open'], 0.0)
+  wrinkle = max(e['nose_wrinkle'], 0.0)
+  nose_y = identity.eye_y + identity.nose_length - 0.01 * wrinkle
+  mouth_y = identity.eye_y + identity.nose_length + identity.philtrum + 0.4 * jaw_drop
+  mouth_corner = _mouth_width(identity, e)
+  _draw_head(pen, identity, jaw_drop, nose_y, mouth_y, mouth_corner, nuisance.shirt)
+  _draw_folds(pen, identity, e, nose_y, mouth_y, mouth_corner)
+  for side in (-1, 1):
+    _draw_eye(pen, identity, 0.5 + side * identity.eye_spacing, e['eye_open'])
   brow_colour = _rgba(0.6 * np.asarray(identity.hair) + 0.4 * _BROW_DARK)
   for side in (-1, 1):
     _draw_brow(pen, identity, side, e['brow_raise'], e['brow_inner'], brow_colour)
-
-  # Nose: a shadow down one side of the bridge, the wings and nostrils; disgust wrinkles the bridge.
-  pen.line(np.array([(0.5 - 0.02, identity.eye_y), (0.5 - 0.022, nose_y - 0.03)]), _rgba(skin, 0.25, 0.6), 0.006)
-  wing = identity.nose_width * (1.0 + 0.1 * max(e['nose_wrinkle'], 0.0))
-  pen.line(_quadratic((0.5 - wing, nose_y - 0.02), (0.5 - 0.8 * wing, nose_y + 0.015), (0.5, nose_y + 0.01), n=6),
-           _rgba(skin, 0.5, 0.6), 0.006)
-  pen.line(_quadratic((0.5, nose_y + 0.01), (0.5 + 0.8 * wing, nose_y + 0.015), (0.5 + wing, nose_y - 0.02), n=6),
-           _rgba(skin, 0.5, 0.6), 0.006)
-  for side in (-1, 1):
-    pen.fill(_ellipse(0.5 + side * 0.45 * wing, nose_y + 0.002, 0.3 * wing, 0.14 * wing, n=10),
-             _rgba(skin, 0.8, 0.4))
-  wrinkle = min(max(e['nose_wrinkle'], 0.0), 1.0)
-  for k in range(3):
-    y = identity.eye_y + 0.005 + 0.013 * k
-    pen.line(_quadratic((0.5 - 0.025, y), (0.5, y - 0.006), (0.5 + 0.025, y), n=5), _rgba(skin, 0.7 * wrinkle, 0.6),
-             0.004)
-
+  _draw_nose(pen, identity, wrinkle, nose_y)
   _draw_mouth(pen, identity, e, mouth_y)

@@ -2,10 +2,10 @@
 
 Two configs that share no person:
 
-- `identities`: many people, many photographs each, random expressions; `label` is the person. It plays the
-  face-recognition data a face net (the teacher's starting point) is trained on.
+- `identities`: many people, many photographs each, random expressions, web-like conditions (`render.WILD`);
+  `label` is the person. It plays the face-recognition data a face net (the teacher's start) is trained on.
 - `expressions`: few people (CK+ scale), each posing the 8 CK+ classes at a few intensities plus a few neutral
-  shots; `label` is the expression.
+  shots, in studio conditions (`render.LAB`); `label` is the expression.
 
 Every image is a pure function of (seed, config kind, subject, image index): each has its own random stream,
 and a person's identity and posing style come from a stream of (seed, kind, subject) alone, so a seed gives the
@@ -100,7 +100,7 @@ def make_config(kind: str, *, image_size: int = 64, num_subjects: int | None = N
     raise ValueError(f'kind must be one of {sorted(_DEFAULTS)}, got {kind!r}')
   given = {'image_size': image_size, 'num_subjects': num_subjects, 'images_per_subject': images_per_subject,
            'intensities': intensities, 'neutral_per_subject': neutral_per_subject, 'seed': seed}
-  defaults = {'image_size': 64, 'seed': 0, **_DEFAULTS[kind]}
+  defaults = _defaults(kind)
   values = {field: defaults[field] if value is None else value for field, value in given.items()}
   changed = [f'{_NAME_TAGS[field]}{value}' for field, value in values.items() if value != defaults[field]]
   if not changed:
@@ -109,14 +109,17 @@ def make_config(kind: str, *, image_size: int = 64, num_subjects: int | None = N
                           **values)
 
 
+def _defaults(kind: str) -> dict[str, Any]:
+  return {'image_size': 64, 'seed': 0, **_DEFAULTS[kind]}
+
+
 def _describe(kind: str, values: dict[str, Any]) -> str:
   settings = ', '.join(f'{field}={value}' for field, value in values.items() if value is not None)
   return f'{kind}: {settings}'
 
 
 def _registered(kind: str) -> SynthFacesConfig:
-  values = {'image_size': 64, 'seed': 0, **_DEFAULTS[kind]}
-  return SynthFacesConfig(name=kind, description=_describe(kind, values), kind=kind, **values)
+  return SynthFacesConfig(name=kind, description=_describe(kind, _defaults(kind)), kind=kind, **_defaults(kind))
 
 
 _REGISTERED = {kind: _registered(kind) for kind in _DEFAULTS}
