@@ -135,12 +135,14 @@ def protocol_name(config: ml_collections.ConfigDict) -> str:
 
 
 def summarize(folds: list[dict[str, dict]], paper: dict[str, float], config: ml_collections.ConfigDict) -> dict:
-  """Per row: each fold's metrics, their mean and sample standard deviation (fractions), and the paper's accuracy."""
+  """Per row: each fold's metrics, their mean and sample standard deviation, and the paper's accuracy (or None),
+  all as fractions like results.json."""
   rows = {}
   for name, stage in evaluate.ROWS:
     if stage not in folds[0]:
       continue
-    row = {'stage': stage, 'paper_accuracy': paper.get(PAPER_KEYS[stage])}
+    in_paper = paper.get(PAPER_KEYS[stage])  # percent, as printed in the paper
+    row = {'stage': stage, 'paper_accuracy': None if in_paper is None else in_paper / 100}
     for metric in METRICS:
       values = [f[stage][metric] for f in folds]
       row[metric] = values
@@ -167,12 +169,12 @@ def report_markdown(report: dict) -> str:
     for name, row in report['rows'].items():
       cells = [_percent(v) for v in row[metric]] + [_percent(row[f'{metric}_mean']), _percent(row[f'{metric}_std'])]
       if metric == 'accuracy':
-        cells.append('—' if row['paper_accuracy'] is None else f"{row['paper_accuracy']:g}")
+        cells.append('n/a' if row['paper_accuracy'] is None else _percent(row['paper_accuracy']))
       lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     lines.append('')
   sizes = next(iter(report['rows'].values()))['num_examples'] if report['rows'] else []
   lines += [f'Test examples per fold: {", ".join(str(n) for n in sizes)}. std: the sample standard deviation over '
-            'the folds. paper: Ding, Zhou, Chellappa, FaceNet2ExpNet (FG 2017), average accuracy; — where it gives '
-            'none. Each fold\'s own results, confusion matrices and logs are in ' + ', '.join(report['fold_dirs'])
+            'the folds. paper: Ding, Zhou, Chellappa, FaceNet2ExpNet (FG 2017), its average accuracy (n/a: not '
+            'reported). Each fold\'s own results, confusion matrices and logs are in ' + ', '.join(report['fold_dirs'])
             + '.', '']
   return '\n'.join(lines)

@@ -126,13 +126,13 @@ def describe_test_set(data: ml_collections.ConfigDict) -> str:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   validate(config)
-  if config.data.fold == -1:
-    return kfold.run(config, workdir, run_fold=run, run_stage=run_stage)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   os.makedirs(workdir, exist_ok=True)
   if config.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir))
+  if config.data.fold == -1:
+    return kfold.run(config, workdir, run_fold=run, run_stage=run_stage)
   mesh = parallel.make_mesh()
   summaries = {name: run_stage(config, name, workdir, mesh, data_dir) for name in config.stages}
   if jax.process_index() == 0:

@@ -1,0 +1,166 @@
+"""`--config.data.fold=-1` end to end: every fold in its own workdir, face_pretrain trained once and shared, the
+report against the folds' own results.json, reruns that skip finished folds; on tiny synthetic faces, and on the
+CK+ fixture through configs/ck_plus.py itself."""
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fixtures_datasets as fx
+from fn2en_jax import kfold
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROWS = {'Train from scratch (BN)': 'scratch', 'Face net fine-tune (baseline)': 'face', 'FN2EN': 'b'}
+FOLD_STAGES = ['face', 'a', 'b', 'scratch']
+# Log, evaluate and checkpoint each 4-step stage once, at its end: a checkpoint costs more than the steps here.
+ONLY_AT_THE_END = ('log_every', 'eval_every', 'checkpoint_every')
+
+
+def _main(*args):
+  # One CPU device: nothing in the k-fold loop depends on the device count (tests/test_parallel.py and
+  # tests/test_main.py run sharded), and XLA compiles the tiny nets ~2.5x faster for one device than for four.
+  env = dict(os.environ, XLA_FLAGS=re.sub(r'--xla_force_host_platform_device_count=\d+', '',
+                                          os.environ.get('XLA_FLAGS', '')))
+  cmd = [sys.executable, '-m', 'fn2en_jax.main', *args]
+  done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done.stdout
+
+
+def _results(workdir, fold):
+  with open(os.path.join(workdir, f'fold_{fold}', 'results.json')) as f:
+    return json.load(f)
+
+
+def _check_report(workdir, num_folds, paper):
+  """kfold.json and kfold.md against each fold's results.json, with the statistics computed here by NumPy."""
+  with open(os.path.join(workdir, 'kfold.json')) as f:
+    report = json.load(f)
+  with open(os.path.join(workdir, 'kfold.md')) as f:
+    table = f.read()
+  assert report['num_folds'] == num_folds and list(report['rows']) == list(ROWS)
+  folds = [_results(workdir, i)['stages'] for i in range(num_folds)]
+  for row, stage in ROWS.items():
+    got = report['rows'][row]
+    cells = []
+    for metric in ('accuracy', 'mean_per_class_accuracy'):
+      values = np.array([f[stage][metric] for f in folds])
+      assert got[metric] == list(values)
+      assert got[f'{metric}_mean'] == pytest.approx(values.mean(), abs=1e-12)
+      assert got[f'{metric}_std'] == pytest.approx(values.std(ddof=1), abs=1e-12)
+      cells.append(' | '.join(f'{100 * v:.2f}' for v in [*values, values.mean(), values.std(ddof=1)]))
+    assert got['paper_accuracy'] == (None if paper[stage] is None else pytest.approx(paper[stage] / 100))
+    assert f"| {row} | {cells[0]} | {'n/a' if paper[stage] is None else f'{paper[stage]:.2f}'} |" in table
+    assert f'| {row} | {cells[1]} |' in table
+    assert got['num_examples'] == [f[stage]['num_examples'] for f in folds]
+  return report
+
+
+@pytest.fixture(scope='module')
+def synth_kfold(tmp_path_factory):
+  root = tmp_path_factory.mktemp('kfold')
+  workdir = root / 'work'
+  args = ['--config=tests/tiny_config.py', f'--workdir={workdir}', f'--config.data_dir={root / "tfds"}',
+          '--config.data.fold=-1', '--config.data.num_folds=2',
+          # 8 identities like the 8 expressions: face_pretrain and face then compile the same programs.
+          '--config.face_data.synth.num_subjects=8',
+          *(f'--config.stage_{stage}.{k}=4' for stage in ['face_pretrain', *FOLD_STAGES] for k in ONLY_AT_THE_END)]
+  return workdir, args, _main(*args)
+
+
+def test_synth_kfold_runs_every_fold_and_reports_them(synth_kfold):
+  workdir, _, stdout = synth_kfold
+  assert sorted(os.listdir(workdir)) == ['face_net', 'face_pretrain', 'fold_0', 'fold_1', 'kfold.json', 'kfold.md']
+  with open(workdir / 'face_net' / 'face_net.json') as f:
+    assert json.load(f)['model'] == 'vgg_face'
+  for fold in range(2):
+    results = _results(workdir, fold)
+    config = results['config']
+    assert config['data']['fold'] == fold
+    assert config['teacher']['init'] == str(workdir / 'face_net')  # face_pretrain ran once, for both folds
+    assert config['stages'] == FOLD_STAGES and list(results['stages']) == FOLD_STAGES
+    assert not (workdir / f'fold_{fold}' / 'face_pretrain').exists()
+  report = _check_report(workdir, 2, {'scratch': None, 'face': None, 'b': None})
+  # Every one of the 8 subjects (8 faces each) is tested in exactly one fold.
+  for row in report['rows'].values():
+    assert sum(row['num_examples']) == 64
+  assert (workdir / 'kfold.md').read_text().strip() in stdout
+
+
+def test_rerun_skips_finished_folds(synth_kfold):
+  workdir, args, _ = synth_kfold
+  paths = [workdir / 'fold_0' / 'results.json', workdir / 'fold_1' / 'results.json', workdir / 'face_net' /
+           'face_net.json', workdir / 'face_pretrain' / 'summary.json']
+  before = [os.stat(p).st_mtime_ns for p in paths]
+  report = (workdir / 'kfold.json').read_text()
+  stdout = _main(*args)
+  assert [os.stat(p).st_mtime_ns for p in paths] == before
+  assert (workdir / 'kfold.json').read_text() == report
+  assert (workdir / 'kfold.md').read_text().strip() in stdout
+
+
+def test_kfold_of_configs_ck_plus_on_the_ck_plus_fixture(synth_kfold, tmp_path):
+  """configs/ck_plus.py as written, shrunk to seconds, with the synthetic run's face net as teacher.init."""
+  workdir = synth_kfold[0]
+  expected = fx.write_ck_plus(tmp_path / 'ck_plus', np.random.default_rng(0))['8class']
+  tiny = dict(num_steps=4, batch_size=8, warmup_steps=0, optimizer='adamw', learning_rate=1e-3, weight_decay=5e-4,
+              **{k: 4 for k in ONLY_AT_THE_END})
+  overrides = {'data.manual_dir': tmp_path / 'ck_plus', 'data_dir': tmp_path / 'tfds', 'data.image_size': 32,
+               'data.num_folds': 2, 'data.fold': -1, 'data.num_threads': 1, 'data.prefetch': 2,
+               'teacher.init': workdir / 'face_net', 'student.widths': '(4, 4, 8, 8, 8)', 'student.fc_dim': 16,
+               'compilation_cache_dir': '',
+               **{f'stage_{stage}.{k}': v for stage in FOLD_STAGES for k, v in tiny.items()}}
+  out = tmp_path / 'work'
+  _main('--config=configs/ck_plus.py', f'--workdir={out}', *(f'--config.{k}={v}' for k, v in overrides.items()))
+  report = _check_report(out, 2, {'scratch': 88.7, 'face': 89.9, 'b': 96.8})
+  # The fixture's subjects, sorted, dealt into 2 folds: fold i tests subjects[i::2], exactly their examples.
+  subjects = sorted({subject for subject, *_ in expected})
+  sizes = [sum(1 for subject, *_ in expected if subject in subjects[i::2]) for i in range(2)]
+  for row in report['rows'].values():
+    assert row['num_examples'] == sizes
+  assert 'ck_plus/8class, 2 subject-independent folds' in (out / 'kfold.md').read_text()
+
+
+def _summary(accuracy, per_class, n):
+  return {'accuracy': accuracy, 'mean_per_class_accuracy': per_class, 'num_examples': n}
+
+
+def test_summarize_against_numpy():
+  folds = [{'scratch': _summary(0.5, 0.4, 10), 'face': _summary(0.7, 0.6, 10), 'b': _summary(0.9, 0.85, 10)},
+           {'scratch': _summary(0.6, 0.5, 12), 'face': _summary(0.65, 0.7, 12), 'b': _summary(0.8, 0.75, 12)},
+           {'scratch': _summary(0.1, 0.3, 11), 'face': _summary(0.75, 0.5, 11), 'b': _summary(1.0, 1.0, 11)}]
+  config = _ck_plus_config()
+  report = kfold.summarize(folds, config.paper.to_dict(), config)
+  assert report['protocol'] == 'ck_plus/8class, 10 subject-independent folds'
+  assert list(report['rows']) == list(ROWS)
+  for row, stage in ROWS.items():
+    for metric in ('accuracy', 'mean_per_class_accuracy'):
+      values = np.array([f[stage][metric] for f in folds])
+      assert report['rows'][row][f'{metric}_mean'] == pytest.approx(values.mean(), abs=1e-12)
+      assert report['rows'][row][f'{metric}_std'] == pytest.approx(values.std(ddof=1), abs=1e-12)
+  assert report['rows']['FN2EN']['paper_accuracy'] == pytest.approx(0.968)
+  table = kfold.report_markdown(report)
+  # scratch accuracies 50, 60, 10: mean 40, sample std sqrt((100 + 400 + 900) / 2) = 26.46.
+  assert '| Train from scratch (BN) | 50.00 | 60.00 | 10.00 | 40.00 | 26.46 | 88.70 |' in table
+  assert 'Test examples per fold: 10, 12, 11.' in table
+
+
+def test_unknown_paper_row_fails_before_any_training(tmp_path):
+  config = _ck_plus_config()
+  config.paper.vgg = 90.0
+  with pytest.raises(ValueError, match=r"config.paper: unknown row\(s\) \['vgg'\]"):
+    kfold.run(config, str(tmp_path), run_fold=None, run_stage=None)
+  assert not os.listdir(tmp_path)
+
+
+def _ck_plus_config():
+  spec = importlib.util.spec_from_file_location('ck_plus_config', os.path.join(REPO, 'configs', 'ck_plus.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
