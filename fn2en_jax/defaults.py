@@ -75,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.teacher = ml_collections.ConfigDict(dict(
       model='vgg_face', width=1.0, fc_dim=4096, dropout=0.5,
+      batch_norm=False,         # vgg_face only: VGG-16-BN, for a face net trained here from scratch (face_pretrain)
       tap='pool5',              # the teacher layer stage a regresses
       init='',                  # a converted face net directory; '' = the face_pretrain stage of this workdir
   ))

@@ -33,10 +33,10 @@ def load_images(paths: Sequence[str], size: int) -> np.ndarray:
   return np.stack(images) / 127.5 - 1.0
 
 
-def features(module, params: dict, images: np.ndarray, tap: str, batch_size: int) -> np.ndarray:
+def features(module, variables: dict, images: np.ndarray, tap: str, batch_size: int) -> np.ndarray:
   """The tap of every image, flattened: (N, prod(tap shape))."""
   apply = jax.jit(functools.partial(module.apply, train=False, tap=tap))
-  rows = [np.asarray(apply({'params': params}, images[i:i + batch_size]))
+  rows = [np.asarray(apply(variables, images[i:i + batch_size]))
           for i in range(0, len(images), batch_size)]
   return np.concatenate(rows).reshape(len(images), -1)
 
@@ -45,14 +45,14 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     raise app.UsageError('give one or more image files after the flags')
-  module, params, meta = face_nets.load(_INIT.value)
-  if _TAP.value == 'logits' and face_nets.CLASSIFIER[meta['model']] not in params:
+  module, variables, meta = face_nets.load(_INIT.value)
+  if _TAP.value == 'logits' and face_nets.CLASSIFIER[meta['model']] not in variables['params']:
     raise app.UsageError(f'{_INIT.value} was converted without its classifier: no logits '
                          '(python -m fn2en_jax.convert ... --keep_classifier)')
   size = _SIZE.value or meta.get('input_size')
   if not size:
     raise app.UsageError(f'{_INIT.value}/face_net.json has no input_size: pass --size')
-  np.save(_OUTPUT.value, features(module, params, load_images(paths, size), _TAP.value, _BATCH.value))
+  np.save(_OUTPUT.value, features(module, variables, load_images(paths, size), _TAP.value, _BATCH.value))
 
 
 if __name__ == '__main__':

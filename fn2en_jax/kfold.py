@@ -66,9 +66,10 @@ def export_face_net(config: ml_collections.ConfigDict, stage_dir: str, output: s
   teacher = config.teacher
   model = face_nets.build(teacher, num_classes=1, dtype=common.dtype(config))
   variables = common.init_variables(model, jax.random.key(0), config.face_data.image_size)
-  kept = {k: v for k, v in variables['params'].items() if k != face_nets.CLASSIFIER[teacher.model]}
-  params = checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), {'params': kept})['params']
-  face_nets.save(output, teacher.model, face_nets.model_kwargs(teacher), params, config.face_data.image_size)
+  kept = face_nets.without_classifier(teacher.model, variables)
+  restored = checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), kept)
+  face_nets.save(output, teacher.model, face_nets.model_kwargs(teacher), restored['params'],
+                 config.face_data.image_size, batch_stats=restored.get('batch_stats'))
 
 
 def pretrain_face_net(config: ml_collections.ConfigDict, workdir: str, run_stage: Callable) -> str:

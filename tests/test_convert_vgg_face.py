@@ -71,9 +71,9 @@ def numpy_vgg(weights: dict, bgr_minus_mean: np.ndarray, layout: str) -> dict:
 
 
 def converted(init: str, images_rgb: np.ndarray, taps=('pool5', 'fc7')) -> dict:
-  module, params, _ = face_nets.load(init)
+  module, variables, _ = face_nets.load(init)
   x = jnp.asarray(images_rgb / 127.5 - 1, jnp.float32)  # what the pipeline feeds every model
-  return {tap: np.asarray(module.apply({'params': params}, x, train=False, tap=tap)) for tap in taps}
+  return {tap: np.asarray(module.apply(variables, x, train=False, tap=tap)) for tap in taps}
 
 
 def assert_close(ours: dict, reference: dict):

@@ -33,10 +33,10 @@ def converted(tmp_path_factory):
 
 def test_embedding_matches_dlib(converted):
   golden = np.load(GOLDEN)
-  module, params, meta = face_nets.load(converted)
+  module, variables, meta = face_nets.load(converted)
   assert meta['input_size'] == 150
   chips = jnp.asarray(golden['chips'], jnp.float32) / 127.5 - 1  # what the pipeline feeds every model
-  embedding = np.asarray(module.apply({'params': params}, chips, train=False, tap='embedding'))
+  embedding = np.asarray(module.apply(variables, chips, train=False, tap='embedding'))
   np.testing.assert_allclose(embedding, golden['descriptors'], rtol=0, atol=1e-4)
   # Different faces, different descriptors: the comparison above is not between constants.
   assert np.linalg.norm(golden['descriptors'][0] - golden['descriptors'][1]) > 0.1

@@ -21,6 +21,7 @@ from flax import traverse_util
 
 from fn2en_jax.models.dlib_resnet import DlibResNet
 from fn2en_jax.models.vgg_face import VGGFace
+from fn2en_jax.train import parallel
 
 MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet}
 # The layer that maps features to classes: dropped when a face net is fine-tuned on another label set.
@@ -56,7 +57,8 @@ def _stored_kwargs(meta: dict) -> dict:
 def model_kwargs(teacher: ml_collections.ConfigDict) -> dict:
   """The architecture fields a face net is built from, as `config.teacher` gives them."""
   if teacher.model == 'vgg_face':
-    return {'width': teacher.width, 'fc_dim': teacher.fc_dim, 'dropout': teacher.dropout}
+    return {'width': teacher.width, 'fc_dim': teacher.fc_dim, 'dropout': teacher.dropout,
+            'batch_norm': teacher.batch_norm}
   if teacher.model == 'dlib_resnet':
     return {'width': teacher.width}
   raise ValueError(f'teacher.model must be one of {sorted(MODELS)}, got {teacher.model!r}')
@@ -71,7 +73,19 @@ def build(teacher: ml_collections.ConfigDict, num_classes: int, dtype: Any) -> n
       raise ValueError(f'teacher.model={teacher.model!r} but {teacher.init} holds a {name!r} face net')
   else:
     name, kwargs = teacher.model, model_kwargs(teacher)
-  return MODELS[name](num_classes=num_classes, dtype=dtype, **kwargs)
+  module = MODELS[name]
+  if 'axis_name' in module.__dataclass_fields__:
+    # Trained BatchNorm statistics (VGG-16-BN) are averaged over the data-parallel replicas, like the student's.
+    kwargs = {**kwargs, 'axis_name': parallel.AXIS}
+  return module(num_classes=num_classes, dtype=dtype, **kwargs)
+
+
+def without_classifier(model: str, variables: dict) -> dict:
+  """What of a face net carries over to another label set: every variable but the classifier's."""
+  kept = {'params': {k: v for k, v in variables['params'].items() if k != CLASSIFIER[model]}}
+  if variables.get('batch_stats'):
+    kept['batch_stats'] = variables['batch_stats']
+  return kept
 
 
 def _num_classes(model: str, params: dict) -> int:
@@ -94,20 +108,30 @@ def check_params(model: str, module: nn.Module, params: dict, input_size: int) -
                      + ', '.join(f'{k}: expected {want.get(k)}, got {have.get(k)}' for k in diff[:8]))
 
 
-def save(init: str, model: str, model_kwargs: dict, params: dict, input_size: int) -> None:
-  """Writes a face net that `build`, the `face` stage and `features` read back; checks it first."""
+def save(init: str, model: str, model_kwargs: dict, params: dict, input_size: int,
+         batch_stats: dict | None = None) -> None:
+  """Writes a face net that `build`, the `face` stage and `features` read back; checks it first.
+
+  `batch_stats`: the BatchNorm statistics of a net that has trained ones (VGG-16-BN), saved beside the params.
+  """
   params = jax.tree.map(lambda a: np.ascontiguousarray(a, np.float32), params)
-  check_params(model, MODELS[model](num_classes=_num_classes(model, params), **model_kwargs), params, input_size)
+  module = MODELS[model](num_classes=_num_classes(model, params), **model_kwargs)
+  check_params(model, module, params, input_size)
+  if model_kwargs.get('batch_norm') and not batch_stats:
+    raise ValueError(f'{model} with batch_norm=True needs its batch_stats saved too')
+  variables = {'params': params}
+  if batch_stats:
+    variables['batch_stats'] = jax.tree.map(lambda a: np.ascontiguousarray(a, np.float32), batch_stats)
   with ocp.PyTreeCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(os.path.abspath(init), PARAMS), {'params': params}, force=True)
+    checkpointer.save(os.path.join(os.path.abspath(init), PARAMS), variables, force=True)
   write_meta(init, model, model_kwargs, input_size)
 
 
 def load(init: str, dtype: Any = jnp.float32) -> tuple[nn.Module, dict, dict]:
-  """(module, params, meta) of the face net in `init`, all of its params."""
+  """(module, variables, meta) of the face net in `init`: all of its params (and BatchNorm statistics)."""
   meta = read_meta(init)
   with ocp.PyTreeCheckpointer() as checkpointer:
-    params = checkpointer.restore(os.path.join(os.path.abspath(init), PARAMS))['params']
-  module = MODELS[meta['model']](num_classes=_num_classes(meta['model'], params), dtype=dtype,
+    variables = checkpointer.restore(os.path.join(os.path.abspath(init), PARAMS))
+  module = MODELS[meta['model']](num_classes=_num_classes(meta['model'], variables['params']), dtype=dtype,
                                  **_stored_kwargs(meta))
-  return module, params, meta
+  return module, variables, meta

@@ -28,6 +28,10 @@ class VGGFace(nn.Module):
   dropout: float = 0.5
   input_mean: Sequence[float] | None = None
   input_std: float = 1.0
+  # VGG-16-BN: BatchNorm after every conv. Not VGG-Face's architecture (converted weights never have it); it lets a
+  # face net be trained from scratch in minutes where no pretrained one is at hand (the demo's face_pretrain).
+  batch_norm: bool = False
+  axis_name: str | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -35,10 +39,16 @@ class VGGFace(nn.Module):
     if tap not in TAPS:
       raise ValueError(f'VGGFace tap must be one of {TAPS}, got {tap!r}')
     x = to_net_input(x, self.input_mean, self.input_std).astype(self.dtype)
+    # He initialisation: without BatchNorm, Flax's default (LeCun) halves the signal's variance at every ReLU and a
+    # VGG trained from scratch does not learn at all. Converted weights replace it anyway.
+    he = nn.initializers.kaiming_normal()
     for block, (convs, channels) in enumerate(BLOCKS, start=1):
       for i in range(1, convs + 1):
-        x = nn.Conv(max(1, round(channels * self.width)), (3, 3), padding=1, dtype=self.dtype,
+        x = nn.Conv(max(1, round(channels * self.width)), (3, 3), padding=1, kernel_init=he, dtype=self.dtype,
                     name=f'conv{block}_{i}')(x)
+        if self.batch_norm:
+          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name, dtype=self.dtype,
+                           name=f'bn{block}_{i}')(x)
         x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
       if tap == f'pool{block}':
@@ -46,7 +56,7 @@ class VGGFace(nn.Module):
     # Flax flattens in (H, W, C) order; converters from CHW frameworks permute fc6 accordingly.
     x = x.reshape((x.shape[0], -1))
     for name in ('fc6', 'fc7'):
-      x = nn.relu(nn.Dense(max(1, round(self.fc_dim * self.width)), dtype=self.dtype, name=name)(x))
+      x = nn.relu(nn.Dense(max(1, round(self.fc_dim * self.width)), kernel_init=he, dtype=self.dtype, name=name)(x))
       if tap == name:
         return x
       x = nn.Dropout(self.dropout, deterministic=not train)(x)

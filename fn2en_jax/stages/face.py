@@ -28,10 +28,9 @@ def setup(config, workdir: str, mesh, data_dir: str):
   model = face_nets.build(config.teacher, len(train.class_names), common.dtype(config))
   rng = jax.random.fold_in(jax.random.key(config.seed), 1)
   variables = common.init_variables(model, rng, config.data.image_size)
-  classifier = face_nets.CLASSIFIER[config.teacher.model]
-  kept = {k: v for k, v in variables['params'].items() if k != classifier}
-  restored = checkpoint.restore_subset(pretrained_path(config, workdir), {'params': kept})
-  variables = {**variables, 'params': {**variables['params'], **restored['params']}}
+  restored = checkpoint.restore_subset(pretrained_path(config, workdir),
+                                      face_nets.without_classifier(config.teacher.model, variables))
+  variables = {**variables, **restored, 'params': {**variables['params'], **restored['params']}}
   state = common.create_state(model, variables, config.stage_face, rng)
   return common.classification_stage(NAME, state=state, stage_cfg=config.stage_face, data_cfg=config.data,
                                      train=train, test=test, mesh=mesh)
