@@ -84,12 +84,15 @@ def test_config_run_command_parses_and_validates(path, tmp_path):
   command = _run_command(module.__doc__, name)
   config = _parse(command, str(tmp_path))
   if config.teacher.init:  # the command names a converted face net: put one (its description) there
-    face_nets.write_meta(config.teacher.init, 'vgg_face', face_nets.model_kwargs(config.teacher), 224)
+    face_nets.write_meta(config.teacher.init, config.teacher.model, face_nets.model_kwargs(config.teacher),
+                         config.data.image_size)
   main.validate(config)
   if name != 'demo':
     assert 'python -m fn2en_jax.data.build' in module.__doc__
     assert tuple(config.stages) == ('face', 'a', 'b', 'scratch')
-    assert config.dtype == 'float32' and config.data.image_size == 224
+    # The input size of the face net's training: VGG-Face 224, dlib's ResNet 150.
+    assert config.dtype == 'float32'
+    assert config.data.image_size == {'vgg_face': 224, 'dlib_resnet': 150}[config.teacher.model]
     assert config.teacher.init, 'the run command of a real dataset must name a face net'
 
 
