@@ -119,9 +119,16 @@ def run_stage(config, name: str, workdir: str, mesh, data_dir: str) -> dict:
 
 
 def describe_test_set(data: ml_collections.ConfigDict) -> str:
+  """What the table's numbers were measured on, in words (and what was trained on beside the dataset's own)."""
   if data.eval_split:
-    return f"the '{data.eval_split}' split of {data.name}"
-  return f'the held-out subjects of {data.name} (subject fold {data.fold} of {data.num_folds})'
+    test = f"the '{data.eval_split}' split of {data.name}"
+  elif data.protocol == 'tfd_folds':
+    test = f"the test part of {data.name}'s official fold {data.fold}"
+  else:
+    test = f'the held-out subjects of {data.name} (subject fold {data.fold} of {data.num_folds})'
+  if data.extra_train:
+    test += f", training with extra data from {', '.join(data.extra_train)}"
+  return test
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from fn2en_jax.data import build, folds
+from fn2en_jax.data.builders import synth_faces
 
 
 PROTOCOLS = ('subject_folds', 'tfd_folds')
@@ -50,7 +51,6 @@ def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> E
   """Reads `split` of the dataset `data_cfg` describes (building it on first use)."""
   config = None
   if data_cfg.name == 'synth_faces':
-    from fn2en_jax.data.builders import synth_faces  # pylint: disable=g-import-not-at-top
     config = synth_faces.make_config(data_cfg.config, **data_cfg.synth)
     name = 'synth_faces'
   else:
