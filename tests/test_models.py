@@ -70,3 +70,12 @@ def test_unknown_tap_is_an_error():
     _shapes(VGGFace(num_classes=2, width=1 / 16), 32, tap='pool6')
   with pytest.raises(ValueError, match='tap'):
     _shapes(ExpNet(num_classes=2, widths=(4,) * 5), 32, tap='fc7')
+
+
+def test_bfloat16_activations_keep_float32_parameters():
+  for model in (ExpNet(num_classes=3, widths=(4,) * 5, dtype=jnp.bfloat16),
+                VGGFace(num_classes=3, width=1 / 16, fc_dim=256, batch_norm=True, dtype=jnp.bfloat16)):
+    images = jnp.ones((2, 32, 32, 3))
+    variables = model.init({'params': jax.random.key(0)}, images, train=False)
+    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    assert model.apply(variables, images, train=False).dtype == jnp.bfloat16
