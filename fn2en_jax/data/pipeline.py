@@ -7,6 +7,7 @@ normalisation converts inside its own apply function, so that the student and th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import grain
@@ -49,13 +50,20 @@ class Examples:
 
 def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> Examples:
   """Reads `split` of the dataset `data_cfg` describes (building it on first use)."""
+  return _load(data_cfg.name, data_cfg.config, data_cfg.manual_dir, tuple(sorted(data_cfg.synth.items())), split,
+               data_dir)
+
+
+# Every stage of a run reads the same splits: read each once per process.
+@functools.lru_cache(maxsize=8)
+def _load(dataset: str, builder_config: str, manual_dir: str, synth: tuple, split: str, data_dir: str) -> Examples:
   config = None
-  if data_cfg.name == 'synth_faces':
-    config = synth_faces.make_config(data_cfg.config, **data_cfg.synth)
+  if dataset == 'synth_faces':
+    config = synth_faces.make_config(builder_config, **dict(synth))
     name = 'synth_faces'
   else:
-    name = f'{data_cfg.name}/{data_cfg.config}' if data_cfg.config else data_cfg.name
-  builder = build.get_builder(name, data_dir=data_dir, manual_dir=data_cfg.manual_dir or None, config=config)
+    name = f'{dataset}/{builder_config}' if builder_config else dataset
+  builder = build.get_builder(name, data_dir=data_dir, manual_dir=manual_dir or None, config=config)
   if split not in builder.info.splits:
     raise ValueError(f'data.split: {builder.info.full_name} has splits {sorted(builder.info.splits)}, not {split!r}')
   source = builder.as_data_source()[split]
