@@ -65,7 +65,7 @@ def export_face_net(config: ml_collections.ConfigDict, stage_dir: str, output: s
   identity classifier, as `python -m fn2en_jax.convert` writes a converted one."""
   teacher = config.teacher
   model = face_nets.build(teacher, num_classes=1, dtype=common.dtype(config))
-  variables = common.init_variables(model, jax.random.key(0), config.face_data.image_size)
+  variables = common.abstract_variables(model, config.face_data.image_size, parallel.make_mesh())
   kept = face_nets.without_classifier(teacher.model, variables)
   restored = checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), kept)
   face_nets.save(output, teacher.model, face_nets.model_kwargs(teacher), restored['params'],

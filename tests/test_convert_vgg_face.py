@@ -4,7 +4,6 @@ pass in the file's own conventions (PyTorch's layers for .pth; NumPy for .h5 and
 A thin net (width 1/16) at 64x64 keeps this fast while pool5 stays 2x2, so fc6's CHW/HWC row order matters.
 """
 
-import os
 
 import h5py
 import jax.numpy as jnp

@@ -3,13 +3,11 @@
 import functools
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 
 from fn2en_jax import defaults
-from fn2en_jax.models.expnet import ExpNet
 from fn2en_jax.stages import common
 from fn2en_jax.train import parallel
 

@@ -45,7 +45,7 @@ def abstract_variables(model, image_size: int, mesh, **kwargs) -> dict:
   initialised or compiled for weights that are about to be overwritten."""
   images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
   shapes = jax.eval_shape(functools.partial(model.init, train=False, **kwargs), {'params': jax.random.key(0)}, images)
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  sharding = parallel.replicated(mesh)
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 

@@ -34,9 +34,14 @@ def data_parallel_eval(step: Callable, mesh: Mesh) -> Callable:
   return jax.jit(sharded)
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+  """A whole copy on every device of the mesh: how parameters and the teacher are laid out."""
+  return NamedSharding(mesh, P())
+
+
 def replicate(tree, mesh: Mesh):
   """Places a host pytree on every device of the mesh (the parameters and the teacher)."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  return jax.device_put(tree, replicated(mesh))
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
