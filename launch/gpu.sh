@@ -1,18 +1,47 @@
 #!/usr/bin/env bash
-# Runs one config on every GPU of this machine (one data-parallel replica per GPU).
-#
-#   launch/gpu.sh configs/sfew.py /data/runs/sfew [--config.field=value ...]
-#
-# Needs JAX with CUDA in the active environment: pip install -e . 'jax[cuda12]'.
-# The global batch size (config.stage_*.batch_size) must be divisible by the number of GPUs.
+# Trains one config on every GPU of this machine: one process, one data-parallel replica per GPU.
 set -euo pipefail
-if [ $# -lt 2 ]; then
-  echo "usage: $0 CONFIG WORKDIR [--config.field=value ...]" >&2
-  exit 2
-fi
-config=$1 workdir=$2
-shift 2
-# Let XLA take GPU memory as it needs it; TensorFlow (tensorflow-cpu, used by TFDS and the TensorBoard writer)
-# never sees the GPUs.
-export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
-exec python -m fn2en_jax.main --config="$config" --workdir="$workdir" --config.dtype=bfloat16 "$@"
+here=${BASH_SOURCE[0]%/*}
+[[ $here == "${BASH_SOURCE[0]}" ]] && here=.
+# shellcheck source=launch/_lib.sh
+. "$here/_lib.sh"
+
+usage() {
+  cat <<EOF
+usage: $PROG --config=FILE --workdir=DIR [--env=NAME=VALUE ...] [--dry-run] [--config.field=value ...] [-- FLAG ...]
+
+Runs, in the current directory, with the python on PATH (pip install -e . 'jax[cuda12]'):
+  env XLA_PYTHON_CLIENT_PREALLOCATE=false python -m fn2en_jax.main --config=FILE --workdir=DIR \\
+      --config.dtype=bfloat16 [--config.field=value ...]
+
+  --config=FILE       experiment config (configs/*.py)
+  --workdir=DIR       checkpoints, logs and results; running the same command again resumes from its newest
+                      checkpoint (after a preemption, exit code 6, too)
+  --env=NAME=VALUE    environment for the run (repeatable); XLA_PYTHON_CLIENT_PREALLOCATE=false by default, so
+                      that XLA takes GPU memory as it needs it
+  --config.field=...  config overrides, passed as given; --config.dtype=bfloat16 (activations in bfloat16,
+                      parameters in float32) unless you set config.dtype
+  -- FLAG ...         any other flags of fn2en_jax.main, passed as given
+  --dry-run           print the command, one line, exactly as it would run; run nothing, need no tool
+
+Every stage's batch_size must be divisible by the number of GPUs. Exit codes: those of fn2en_jax.main; 2 for a
+wrong or missing argument, 127 when python is not on PATH.
+EOF
+}
+
+while (($#)); do
+  case $1 in
+    -h | --help) usage; exit 0 ;;
+    --) shift; OVERRIDES+=("$@"); break ;;
+    *) common_option "$1" || unknown_option "$1" ;;
+  esac
+  shift
+done
+
+need_arg "$CONFIG" --config=FILE 'the experiment config, e.g. configs/sfew.py'
+need_arg "$WORKDIR" --workdir=DIR 'where checkpoints and results go'
+need_tool python "activate the environment fn2en_jax is installed in (pip install -e . 'jax[cuda12]')"
+
+default_env XLA_PYTHON_CLIENT_PREALLOCATE false
+train_command
+run_last "${TRAIN[@]}"

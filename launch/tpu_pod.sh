@@ -1,30 +1,146 @@
 #!/usr/bin/env bash
-# Runs one config on every worker of a Cloud TPU VM pod slice (each host runs the same command; JAX joins them).
-#
-#   launch/tpu_pod.sh TPU_NAME ZONE configs/sfew.py gs://bucket/fn2en/sfew [--config.overrides ...]
-#
-# The workdir and config.data_dir must be visible to every host (a GCS bucket or a shared filesystem): Orbax writes
-# one checkpoint from all hosts, and each host reads its own shard of the data.
+# Creates a Cloud TPU VM slice, trains one config on every worker of it (each runs the same command; JAX joins
+# them), shows their logs, deletes it, and after a preemption re-creates it and resumes from the newest checkpoint.
 set -euo pipefail
-if [ $# -lt 4 ]; then
-  echo "usage: $0 TPU_NAME ZONE CONFIG WORKDIR [--config.field=value ...]" >&2
-  exit 2
-fi
-tpu=$1 zone=$2 config=$3 workdir=$4
-shift 4
-overrides=$(printf ' %q' "$@")
-here=$(cd "$(dirname "$0")/.." && pwd)
+here=${BASH_SOURCE[0]%/*}
+[[ $here == "${BASH_SOURCE[0]}" ]] && here=.
+# shellcheck source=launch/_lib.sh
+. "$here/_lib.sh"
+repo=$(cd "$here/.." && pwd)
 
-# 1. Copy this checkout to every host and install it with JAX for TPU (idempotent).
-gcloud compute tpus tpu-vm scp --recurse "$here" "$tpu":~/fn2en_jax --zone="$zone" --worker=all
-gcloud compute tpus tpu-vm ssh "$tpu" --zone="$zone" --worker=all --command="
-  set -e
-  cd fn2en_jax
-  python3 -m venv ~/fn2en_venv && . ~/fn2en_venv/bin/activate
-  pip install -q -e . 'jax[tpu]' -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
-"
-# 2. Run; --distributed makes every host call jax.distributed.initialize() before touching a device.
-gcloud compute tpus tpu-vm ssh "$tpu" --zone="$zone" --worker=all --command="
-  cd fn2en_jax && . ~/fn2en_venv/bin/activate
-  python -m fn2en_jax.main --distributed --config=$config --workdir=$workdir --config.dtype=bfloat16$overrides
-"
+tpu=''
+zone=''
+project=''
+accelerator=v4-32
+version=tpu-ubuntu2204-base
+spot=0
+quiet=0
+lines=100
+follow=0
+# On every worker, in its home directory:
+code_dir='~/fn2en_jax'            # this checkout's HEAD, unpacked
+venv='~/fn2en_venv'               # Python 3.12 with fn2en_jax and jax[tpu]
+log='~/fn2en_jax.log'             # the run's output, and its exit code last
+pid='~/fn2en_jax.pid'             # the run's process (group) id
+archive=${TMPDIR:-/tmp}/fn2en_jax.tar.gz
+
+usage() {
+  cat <<EOF
+usage: $PROG COMMAND --tpu=NAME --zone=ZONE [--project=ID] [options] [--dry-run]
+
+Commands (each runs gcloud compute tpus tpu-vm ...):
+  create   create the slice (plain create, not a queued resource):
+             --accelerator-type=TYPE  default $accelerator (e.g. v5litepod-16 for a v5e-16)
+             --version=RUNTIME        default $version (v2-alpha-tpuv5-lite for v5e)
+             --spot                   a Spot slice: cheaper, can be preempted at any time
+  run      copy this checkout's committed HEAD (git archive) to every worker, install it with jax[tpu] into a
+           Python 3.12 venv there ($venv, with uv), and start on every worker, in the background:
+             python -m fn2en_jax.main --distributed --config=FILE --workdir=gs://... --config.dtype=bfloat16 ...
+           writing $log on each worker (it ends with the exit code). Refuses while a run is active there.
+             --config=FILE            experiment config (configs/*.py), a path inside the checkout
+             --workdir=gs://B/P       on GCS: every worker writes the checkpoints there. Running again with the same
+                                      workdir resumes from its newest checkpoint
+             --env=NAME=VALUE         environment for the run (repeatable)
+             --config.field=...       config overrides, passed as given (config.data_dir and config.teacher.init
+                                      must be on GCS too); --config.dtype=bfloat16 unless you set config.dtype
+             -- FLAG ...              any other flags of fn2en_jax.main, passed as given
+  logs     print the last lines of $log of every worker, each line prefixed with the worker's host name:
+             --lines=N                default $lines
+             --follow                 keep printing new lines (Ctrl-C stops)
+  delete   delete the slice (asks first unless --quiet)
+  resume   after a preemption: delete, create and run again with the same options and the same --workdir, which
+           resumes from the newest checkpoint. Takes the options of create, run and delete.
+
+  --dry-run           print every command, one a line, exactly as it would run; run nothing, need no tool
+
+Exit codes: gcloud's; 2 for a wrong or missing argument, 127 when gcloud (or git, for run) is not on PATH.
+EOF
+}
+
+(($#)) || die 'missing COMMAND' "pass one of create, run, logs, delete, resume; see $PROG --help"
+case $1 in
+  -h | --help) usage; exit 0 ;;
+  create | run | logs | delete | resume) command=$1 ;;
+  *) die "unknown command $(quote "$1")" "pass one of create, run, logs, delete, resume; see $PROG --help" ;;
+esac
+shift
+while (($#)); do
+  case $1 in
+    -h | --help) usage; exit 0 ;;
+    --) shift; OVERRIDES+=("$@"); break ;;
+    --tpu=*) tpu=${1#*=} ;;
+    --zone=*) zone=${1#*=} ;;
+    --project=*) project=${1#*=} ;;
+    --accelerator-type=*) accelerator=${1#*=} ;;
+    --version=*) version=${1#*=} ;;
+    --spot) spot=1 ;;
+    --quiet) quiet=1 ;;
+    --lines=*) lines=${1#*=} ;;
+    --follow) follow=1 ;;
+    *) common_option "$1" || unknown_option "$1" ;;
+  esac
+  shift
+done
+
+need_arg "$tpu" --tpu=NAME 'the TPU VM slice'
+need_arg "$zone" --zone=ZONE 'where the slice is, e.g. us-central2-b for v4'
+if [[ $command == run || $command == resume ]]; then
+  need_arg "$CONFIG" --config=FILE 'the experiment config, e.g. configs/sfew.py'
+  need_arg "$WORKDIR" --workdir=gs://BUCKET/PATH 'where every worker writes the checkpoints'
+  [[ $WORKDIR == gs://* ]] || die "--workdir=$WORKDIR is not on GCS, and every worker writes the checkpoints" \
+    'pass --workdir=gs://BUCKET/PATH (a bucket in the slice'\''s region)'
+fi
+[[ $lines =~ ^[0-9]+$ ]] || die "--lines=$lines is not a number" 'pass --lines=N'
+need_tool gcloud 'install the Google Cloud SDK (https://cloud.google.com/sdk/docs/install) and run gcloud init'
+[[ $command == run || $command == resume ]] && need_tool git 'install git: run ships this checkout with git archive'
+
+gcloud_tpu=(gcloud compute tpus tpu-vm)
+where=(--zone="$zone")
+[[ -n $project ]] && where+=(--project="$project")
+
+on_every_worker() {  # REMOTE_COMMAND
+  run "${gcloud_tpu[@]}" ssh "$tpu" "${where[@]}" --worker=all --command="$1"
+}
+
+create() {
+  local flags=(--accelerator-type="$accelerator" --version="$version")
+  ((spot)) && flags+=(--spot)
+  run "${gcloud_tpu[@]}" create "$tpu" "${where[@]}" "${flags[@]}"
+}
+
+delete() {
+  local flags=()
+  ((quiet)) && flags+=(--quiet)
+  run "${gcloud_tpu[@]}" delete "$tpu" "${where[@]}" "${flags[@]}"
+}
+
+start() {
+  train_command --distributed
+  run git -C "$repo" archive --format=tar.gz --output="$archive" HEAD
+  run "${gcloud_tpu[@]}" scp "$archive" "$tpu:fn2en_jax.tar.gz" "${where[@]}" --worker=all
+  on_every_worker "set -e; \
+if [ -f $pid ] && kill -0 -- \"-\$(cat $pid)\" 2>/dev/null; then \
+echo \"fn2en_jax runs on \$(hostname) (process group \$(cat $pid)); stop it: kill -TERM -- -\$(cat $pid)\" >&2; exit 1; fi; \
+rm -rf $code_dir; mkdir -p $code_dir; tar -xzf ~/fn2en_jax.tar.gz -C $code_dir; \
+[ -x ~/.local/bin/uv ] || curl -LsSf https://astral.sh/uv/install.sh | sh; \
+~/.local/bin/uv venv --quiet --allow-existing --python=3.12 $venv; \
+~/.local/bin/uv pip install --quiet --python $venv/bin/python -e $code_dir 'jax[tpu]'"
+  # The run outlives this ssh session: it ignores SIGHUP, and job control (set -m) gives it a process group of its
+  # own, so that `kill -TERM -- -PGID` stops it the way a preemption does (a checkpoint, exit code 6).
+  on_every_worker "cd $code_dir && . $venv/bin/activate || exit 1; trap '' HUP; set -m; \
+{ $(quote_cmd "${TRAIN[@]}"); echo \"fn2en_jax exited with code \$?\"; } > $log 2>&1 < /dev/null & echo \$! > $pid"
+}
+
+logs() {
+  local tail_flags=(-n "$lines")
+  ((follow)) && tail_flags+=(-F)
+  on_every_worker "tail ${tail_flags[*]} $log | sed -u \"s/^/[\$(hostname)] /\""
+}
+
+case $command in
+  create) create ;;
+  run) start ;;
+  logs) logs ;;
+  delete) delete ;;
+  resume) delete; create; start ;;
+esac
