@@ -97,3 +97,10 @@ default_env() {  # NAME VALUE: adds NAME=VALUE unless --env set NAME; the caller
   done
   ENVS=("$1=${!1:-$2}" "${ENVS[@]}")
 }
+
+print_text() {  # copies stdin to stdout (a builtin cat, for --help)
+  local line
+  while IFS= read -r line; do
+    printf '%s\n' "$line"
+  done
+}

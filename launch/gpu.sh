@@ -7,7 +7,7 @@ here=${BASH_SOURCE[0]%/*}
 . "$here/_lib.sh"
 
 usage() {
-  cat <<EOF
+  print_text <<EOF
 usage: $PROG --config=FILE --workdir=DIR [--env=NAME=VALUE ...] [--dry-run] [--config.field=value ...] [-- FLAG ...]
 
 Runs, in the current directory, with the python on PATH (pip install -e . 'jax[cuda12]'):

@@ -12,7 +12,7 @@ submit=1
 sbatch_args=()
 
 usage() {
-  cat <<EOF
+  print_text <<EOF
 usage: $PROG --config=FILE --workdir=DIR [--nodes=N] [--gpus-per-node=G] [--sbatch-arg=ARG ...] [--no-submit]
        [--env=NAME=VALUE ...] [--dry-run] [--config.field=value ...] [-- FLAG ...]
 

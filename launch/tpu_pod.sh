@@ -25,7 +25,7 @@ pid='~/fn2en_jax.pid'             # the run's process (group) id
 archive=${TMPDIR:-/tmp}/fn2en_jax.tar.gz
 
 usage() {
-  cat <<EOF
+  print_text <<EOF
 usage: $PROG COMMAND --tpu=NAME --zone=ZONE [--project=ID] [options] [--dry-run]
 
 Commands (each runs gcloud compute tpus tpu-vm ...):
@@ -57,17 +57,14 @@ Exit codes: gcloud's; 2 for a wrong or missing argument, 127 when gcloud (or git
 EOF
 }
 
-(($#)) || die 'missing COMMAND' "pass one of create, run, logs, delete, resume; see $PROG --help"
-case $1 in
-  -h | --help) usage; exit 0 ;;
-  create | run | logs | delete | resume) command=$1 ;;
-  *) die "unknown command $(quote "$1")" "pass one of create, run, logs, delete, resume; see $PROG --help" ;;
-esac
-shift
+command=''
 while (($#)); do
   case $1 in
     -h | --help) usage; exit 0 ;;
     --) shift; OVERRIDES+=("$@"); break ;;
+    create | run | logs | delete | resume)
+      [[ -z $command ]] || die "two commands, $command and $1" "pass one; see $PROG --help"
+      command=$1 ;;
     --tpu=*) tpu=${1#*=} ;;
     --zone=*) zone=${1#*=} ;;
     --project=*) project=${1#*=} ;;
@@ -77,10 +74,12 @@ while (($#)); do
     --quiet) quiet=1 ;;
     --lines=*) lines=${1#*=} ;;
     --follow) follow=1 ;;
-    *) common_option "$1" || unknown_option "$1" ;;
+    -*) common_option "$1" || unknown_option "$1" ;;
+    *) die "unknown command $(quote "$1")" "pass one of create, run, logs, delete, resume; see $PROG --help" ;;
   esac
   shift
 done
+[[ -n $command ]] || die 'missing COMMAND' "pass one of create, run, logs, delete, resume; see $PROG --help"
 
 need_arg "$tpu" --tpu=NAME 'the TPU VM slice'
 need_arg "$zone" --zone=ZONE 'where the slice is, e.g. us-central2-b for v4'
@@ -126,9 +125,10 @@ rm -rf $code_dir; mkdir -p $code_dir; tar -xzf ~/fn2en_jax.tar.gz -C $code_dir; 
 ~/.local/bin/uv venv --quiet --allow-existing --python=3.12 $venv; \
 ~/.local/bin/uv pip install --quiet --python $venv/bin/python -e $code_dir 'jax[tpu]'"
   # The run outlives this ssh session: it ignores SIGHUP, and job control (set -m) gives it a process group of its
-  # own, so that `kill -TERM -- -PGID` stops it the way a preemption does (a checkpoint, exit code 6).
+  # own, so that `kill -TERM -- -PGID` stops it the way a preemption does (a checkpoint, exit code 6). The shell
+  # around it traps SIGTERM (python gets the default disposition back) to outlive it and log its exit code.
   on_every_worker "cd $code_dir && . $venv/bin/activate || exit 1; trap '' HUP; set -m; \
-{ $(quote_cmd "${TRAIN[@]}"); echo \"fn2en_jax exited with code \$?\"; } > $log 2>&1 < /dev/null & echo \$! > $pid"
+{ trap : TERM; $(quote_cmd "${TRAIN[@]}"); echo \"fn2en_jax exited with code \$?\"; } > $log 2>&1 < /dev/null & echo \$! > $pid"
 }
 
 logs() {
