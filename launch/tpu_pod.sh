@@ -17,6 +17,7 @@ spot=0
 quiet=0
 lines=100
 follow=0
+worker=all
 # On every worker, in its home directory:
 code_dir='~/fn2en_jax'            # this checkout's HEAD, unpacked
 venv='~/fn2en_venv'               # Python 3.12 with fn2en_jax and jax[tpu]
@@ -47,6 +48,7 @@ Commands (each runs gcloud compute tpus tpu-vm ...):
   logs     print the last lines of $log of every worker, each line prefixed with the worker's host name:
              --lines=N                default $lines
              --follow                 keep printing new lines (Ctrl-C stops)
+             --worker=W               only these workers (0, 1-3, 0,2; default all)
   delete   delete the slice (asks first unless --quiet)
   resume   after a preemption: delete, create and run again with the same options and the same --workdir, which
            resumes from the newest checkpoint. Takes the options of create, run and delete.
@@ -74,6 +76,7 @@ while (($#)); do
     --quiet) quiet=1 ;;
     --lines=*) lines=${1#*=} ;;
     --follow) follow=1 ;;
+    --worker=*) worker=${1#*=} ;;
     -*) common_option "$1" || unknown_option "$1" ;;
     *) die "unknown command $(quote "$1")" "pass one of create, run, logs, delete, resume; see $PROG --help" ;;
   esac
@@ -97,8 +100,8 @@ gcloud_tpu=(gcloud compute tpus tpu-vm)
 where=(--zone="$zone")
 [[ -n $project ]] && where+=(--project="$project")
 
-on_every_worker() {  # REMOTE_COMMAND
-  run "${gcloud_tpu[@]}" ssh "$tpu" "${where[@]}" --worker=all --command="$1"
+on_every_worker() {  # REMOTE_COMMAND [WORKERS]
+  run "${gcloud_tpu[@]}" ssh "$tpu" "${where[@]}" --worker="${2:-all}" --command="$1"
 }
 
 create() {
@@ -134,7 +137,7 @@ rm -rf $code_dir; mkdir -p $code_dir; tar -xzf ~/fn2en_jax.tar.gz -C $code_dir; 
 logs() {
   local tail_flags=(-n "$lines")
   ((follow)) && tail_flags+=(-F)
-  on_every_worker "tail ${tail_flags[*]} $log | sed -u \"s/^/[\$(hostname)] /\""
+  on_every_worker "tail ${tail_flags[*]} $log | sed -u \"s/^/[\$(hostname)] /\"" "$worker"
 }
 
 case $command in

@@ -164,6 +164,9 @@ def test_tpu_create_delete_logs_dry_run(bins):
   [logs] = dry_run(bins, 'tpu_pod.sh', 'logs', *TPU, '--lines=20', '--follow')
   assert logs[:-1] == [*gcloud, 'ssh', 'fn2en', *where, '--worker=all']
   assert shlex.split(option(logs, '--command'))[:4] == ['tail', '-n', '20', '-F']
+  [logs] = dry_run(bins, 'tpu_pod.sh', 'logs', *TPU, '--worker=0')
+  assert logs[:-1] == [*gcloud, 'ssh', 'fn2en', *where, '--worker=0']
+  assert shlex.split(option(logs, '--command'))[:3] == ['tail', '-n', '100']
 
 
 def test_tpu_run_and_resume_dry_run(bins):
