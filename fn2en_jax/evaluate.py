@@ -1,9 +1,21 @@
-"""Accuracy, mean per-class accuracy, confusion matrices, and the results table in the paper's form."""
+"""Accuracy, mean per-class accuracy, confusion matrices, and the results table in the paper's form; and the report
+of a finished workdir, re-evaluated from its final checkpoints:
+
+  python -m fn2en_jax.evaluate --workdir=DIR [--data_dir=...]
+
+restores the final checkpoint of every finished stage of DIR (or of every fold of a k-fold DIR), runs the stage's own
+evaluation on its test set again, and writes DIR/report.md and DIR/report.json, with the figures in DIR/report/:
+confusion matrices (counts, and rates per true class) and a grid of the most confident mistakes. A k-fold DIR gets
+one report per fold (DIR/fold_<i>/report.md) and, in DIR/report.md, each method's mean and standard deviation over
+the folds beside the paper's number.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 from typing import Sequence
 
 import numpy as np
@@ -76,3 +88,307 @@ def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, t
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump({'rows': rows, 'test_set': test_set, 'stages': summaries, 'config': config_dict}, f, indent=2)
   return table
+
+
+# --- The report of a finished workdir -------------------------------------------------------------------------------
+
+CONFIG_JSON = 'config.json'
+RESULTS_JSON = 'results.json'
+KFOLD_JSON = 'kfold.json'
+REPORT = 'report'  # report.md, report.json and the figures' folder report/
+# Stages whose evaluation is a classification (the others, stage a, report their own loss only).
+CLASSIFIERS = ('face_pretrain', 'face', 'b', 'scratch')
+
+
+def per_class_scores(counts: np.ndarray, class_names: Sequence[str]) -> dict[str, dict]:
+  """Precision, recall (the class's accuracy) and F1 per class from counts[true, predicted]. A class never
+  predicted has precision 0, one never present recall 0 (and its support, 0, says why)."""
+  counts = np.asarray(counts, np.float64)
+  tp, predicted, support = np.diag(counts), counts.sum(axis=0), counts.sum(axis=1)
+  precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+  recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+  f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+  return {name: {'precision': float(precision[i]), 'recall': float(recall[i]), 'f1': float(f1[i]),
+                 'support': int(support[i])} for i, name in enumerate(class_names)}
+
+
+def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, k: int) -> list[dict]:
+  """The `k` wrong predictions made with the highest probability, most confident first: eval index, true and
+  predicted class index, and that probability."""
+  predictions = probabilities.argmax(-1)
+  wrong = np.flatnonzero(predictions != labels)
+  confidence = probabilities[wrong, predictions[wrong]]
+  order = wrong[np.argsort(-confidence, kind='stable')][:k]
+  return [{'index': int(i), 'label': int(labels[i]), 'prediction': int(predictions[i]),
+           'confidence': float(probabilities[i, predictions[i]])} for i in order]
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """Model input in [-1, 1] -> displayable RGB 0-255."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_matrix(matrix: np.ndarray, names: Sequence[str], title: str, path: str, *, normalized: bool) -> None:
+  """One confusion matrix: counts (colour scaled to the largest count) or rates per true class (0..1)."""
+  plt = _pyplot()
+  matrix = np.asarray(matrix, np.float64)
+  top = 1.0 if normalized else max(matrix.max(), 1.0)
+  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 1.2 + 0.5 * len(names)))
+  ax.imshow(matrix, cmap='Blues', vmin=0, vmax=top)
+  ax.set_xticks(range(len(names)), names, rotation=45, ha='right')
+  ax.set_yticks(range(len(names)), names)
+  if len(names) <= 20:  # beyond that (identities) the numbers would not be legible
+    for (i, j), v in np.ndenumerate(matrix):
+      ax.text(j, i, f'{v:.2f}' if normalized else int(v), ha='center', va='center', fontsize=7,
+              color='white' if v > top / 2 else 'black')
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+def plot_mistakes(images: np.ndarray, mistakes: list[dict], class_names: Sequence[str], title: str, path: str,
+                  columns: int = 8) -> None:
+  """The faces of `mistakes` in a grid, each titled 'true -> predicted (confidence)'."""
+  plt = _pyplot()
+  rows = max(1, -(-len(mistakes) // columns))
+  fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows + 0.4), squeeze=False)
+  for ax in axes.flat:
+    ax.axis('off')
+  for ax, m in zip(axes.flat, mistakes):
+    ax.imshow(to_uint8(images[m['index']]))
+    ax.set_title(f"{class_names[m['label']]}\n-> {class_names[m['prediction']]} ({m['confidence']:.2f})",
+                 fontsize=7)
+  if not mistakes:
+    axes[0, 0].text(0, 0.5, 'no mistakes', fontsize=10)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+def load_config(workdir: str):
+  """The resolved config a run of `workdir` used: config.json, else the one results.json carries."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  for name, key in ((CONFIG_JSON, None), (RESULTS_JSON, 'config')):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        saved = json.load(f)
+      return ml_collections.ConfigDict(saved[key] if key else saved)
+  from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
+  raise errors.WorkdirError(f'--workdir={workdir}: neither {CONFIG_JSON} nor {RESULTS_JSON} is there, so this is '
+                            'not a finished run of fn2en_jax.main',
+                            'pass the --workdir a `python -m fn2en_jax.main` run wrote (or a k-fold one, with '
+                            f'{KFOLD_JSON}), after it has finished')
+
+
+def finished_stages(config, workdir: str) -> list[str]:
+  from fn2en_jax.train import loop  # pylint: disable=g-import-not-at-top
+  return [s for s in config.stages if loop.is_finished(workdir, s, config[f'stage_{s}'].num_steps)]
+
+
+def restore_final(state, stage_dir: str):
+  """`state` with the parameters, BatchNorm statistics and step of the stage's final checkpoint (not its optimizer
+  state or data position, which evaluation does not need)."""
+  from fn2en_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+  subset = {'step': state.step, 'params': state.params}
+  if state.batch_stats:
+    subset['batch_stats'] = state.batch_stats
+  restored = checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), subset)
+  return state.replace(step=restored['step'], params=restored['params'],
+                       batch_stats=restored.get('batch_stats', state.batch_stats))
+
+
+def _with_probabilities(eval_step):
+  """The stage's own eval step, plus each example's class probabilities (for the confident mistakes); the
+  predictions, and so every number of the report, are still the stage's own."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def step(state, batch, aux):
+    logits = state.apply_fn(state.variables, batch['image'], train=False)
+    return {**eval_step(state, batch, aux), 'probabilities': jax.nn.softmax(logits.astype(jnp.float32), -1)}
+
+  return step
+
+
+def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tuple[dict, dict | None]:
+  """(summary, outputs): the stage set up as for training, its final checkpoint restored, and its test set run
+  through the loop's evaluation. `outputs` (images, labels, probabilities of the test set) for classifiers."""
+  # Imported here: the stages import this module.
+  from fn2en_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from fn2en_jax.stages import STAGES, Context  # pylint: disable=g-import-not-at-top
+  from fn2en_jax.train import loop, parallel  # pylint: disable=g-import-not-at-top
+  ctx = Context(name=name, workdir=workdir, data_dir=data_dir, mesh=mesh, seed=config.seed)
+  stage = STAGES[name].setup(config, ctx)
+  state = restore_final(stage.state, ctx.stage_dir)
+  if stage.hparams.batch_size % mesh.size:
+    from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
+    raise errors.ConfigError(f'config.stage_{name}.batch_size={stage.hparams.batch_size} does not divide over '
+                             f'the {mesh.size} devices here', 'evaluate on as many devices as the run trained on')
+  arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
+  if name not in CLASSIFIERS:
+    return loop._evaluate(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh), None  # pylint: disable=protected-access
+  keep_all = dataclasses.replace(stage, summarize=lambda outputs: outputs)
+  step = parallel.data_parallel_eval(_with_probabilities(stage.eval_step), mesh)
+  outputs = loop._evaluate(keep_all, state, step, arrays, mesh)  # pylint: disable=protected-access
+  keep = outputs['mask'].astype(bool)
+  summary = stage.summarize(outputs)
+  return summary, {'image': arrays['image'], 'label': outputs['label'][keep],
+                   'probabilities': outputs['probabilities'][keep]}
+
+
+def stage_report(name: str, summary: dict, outputs: dict | None, figures: str, num_mistakes: int) -> dict:
+  """The stage's report entry; its figures are drawn into the folder `figures` and named in the entry by their
+  path in the workdir (report/<file>)."""
+  entry = dict(summary)
+  if outputs is None:
+    return entry
+  names = summary['class_names']
+  counts = np.asarray(summary['confusion_matrix'])
+  rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+  entry['per_class'] = per_class_scores(counts, names)
+  entry['confusion_matrix_rates'] = rates.tolist()
+  entry['mistakes'] = confident_mistakes(outputs['label'], outputs['probabilities'], num_mistakes)
+  files = {'confusion_counts': f'confusion_{name}_counts.png', 'confusion_rates': f'confusion_{name}_rates.png',
+           'mistakes': f'mistakes_{name}.png'}
+  plot_matrix(counts, names, f'{name}: counts', os.path.join(figures, files['confusion_counts']), normalized=False)
+  plot_matrix(rates, names, f'{name}: rate per true class', os.path.join(figures, files['confusion_rates']),
+              normalized=True)
+  plot_mistakes(outputs['image'], entry['mistakes'], names, f'{name}: the most confident mistakes',
+                os.path.join(figures, files['mistakes']))
+  entry['figures'] = {k: f'{REPORT}/{v}' for k, v in files.items()}
+  return entry
+
+
+def _percent(value: float) -> str:
+  return f'{100 * value:.2f}'
+
+
+def stage_markdown(name: str, entry: dict) -> str:
+  if 'per_class' not in entry:
+    return f'## {name}\n\n' + ''.join(f'- {k}: {v:.6g}\n' for k, v in entry.items() if isinstance(v, float))
+  lines = [f'## {name}', '',
+           f"Accuracy {_percent(entry['accuracy'])}%, mean per-class accuracy "
+           f"{_percent(entry['mean_per_class_accuracy'])}%, on {entry['num_examples']} test faces.", '',
+           '| class | precision | recall | F1 | support |', '| --- | --- | --- | --- | --- |']
+  for cls, s in entry['per_class'].items():
+    lines.append(f"| {cls} | {_percent(s['precision'])} | {_percent(s['recall'])} | {_percent(s['f1'])} | "
+                 f"{s['support']} |")
+  figures = entry['figures']
+  lines += ['', f"![counts]({figures['confusion_counts']}) ![rates]({figures['confusion_rates']})", '',
+            f"The most confident mistakes (true -> predicted):\n\n![mistakes]({figures['mistakes']})", '']
+  return '\n'.join(lines)
+
+
+def _write_atomically(path: str, text: str) -> None:
+  with open(path + '.tmp', 'w') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
+
+
+def _publish(workdir: str, staging: str, report: dict, markdown: str) -> None:
+  """Replaces the workdir's report (figures, then json and md) with the one written in `staging`."""
+  figures = os.path.join(workdir, REPORT)
+  shutil.rmtree(figures, ignore_errors=True)
+  os.replace(staging, figures)
+  _write_atomically(os.path.join(workdir, f'{REPORT}.json'), json.dumps(report, indent=2))
+  _write_atomically(os.path.join(workdir, f'{REPORT}.md'), markdown)
+
+
+def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int = 16, mesh=None) -> dict:
+  """Re-evaluates every finished stage of a single-fold workdir and writes its report; returns the report."""
+  from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
+  from fn2en_jax.train import parallel  # pylint: disable=g-import-not-at-top
+  config = load_config(workdir)
+  if data_dir:
+    config.data_dir = data_dir
+  stages = finished_stages(config, workdir)
+  if not stages:
+    raise errors.WorkdirError(f'--workdir={workdir}: none of the stages {list(config.stages)} has its final '
+                              'checkpoint', 'finish the run first: run the same fn2en_jax.main command again')
+  mesh = mesh or parallel.make_mesh()
+  data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
+  staging = os.path.join(workdir, f'.{REPORT}.tmp')
+  shutil.rmtree(staging, ignore_errors=True)
+  os.makedirs(staging)
+  entries = {}
+  try:
+    for name in stages:
+      summary, outputs = reevaluate_stage(config, name, workdir, mesh, data_dir)
+      entries[name] = stage_report(name, summary, outputs, staging, num_mistakes)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  markdown = '\n'.join([f'# Re-evaluated {workdir}', '', results_table(entries), '',
+                        *(stage_markdown(name, entry) for name, entry in entries.items())])
+  report = {'workdir': workdir, 'stages': entries}
+  _publish(workdir, staging, report, markdown)
+  return report
+
+
+def report_kfold(workdir: str, *, data_dir: str | None = None, num_mistakes: int = 16, mesh=None) -> dict:
+  """Reports every fold of a k-fold workdir (each in its fold_<i>/), then the mean and standard deviation of each
+  method over the folds beside the paper's numbers (the statistics of kfold.py, on the re-evaluated numbers)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from fn2en_jax import kfold  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(workdir, KFOLD_JSON)) as f:
+    saved = json.load(f)
+  config = ml_collections.ConfigDict(saved['config'])
+  folds = [report_run(os.path.join(workdir, d), data_dir=data_dir, num_mistakes=num_mistakes, mesh=mesh)['stages']
+           for d in saved['fold_dirs']]
+  paper = config.get('paper')
+  report = kfold.summarize(folds, paper.to_dict() if paper is not None else {}, config)
+  report['fold_reports'] = [f'{d}/{REPORT}.md' for d in saved['fold_dirs']]
+  links = ', '.join(f'[{d}]({d}/{REPORT}.md)' for d in saved['fold_dirs'])
+  markdown = (f'# Re-evaluated {workdir}\n\n' + kfold.report_markdown(report)
+              + f'\nEach fold\'s report (per-class scores, confusion matrices, mistakes): {links}.\n')
+  _write_atomically(os.path.join(workdir, f'{REPORT}.json'), json.dumps(report, indent=2))
+  _write_atomically(os.path.join(workdir, f'{REPORT}.md'), markdown)
+  return report
+
+
+def report(workdir: str, **kwargs) -> dict:
+  """`report_kfold` for a k-fold workdir (it has kfold.json), else `report_run`."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not os.path.isdir(workdir):
+    from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
+    raise errors.WorkdirError(f'--workdir={workdir} does not exist',
+                              'pass the --workdir of a finished `python -m fn2en_jax.main` run')
+  if os.path.exists(os.path.join(workdir, KFOLD_JSON)):
+    return report_kfold(workdir, **kwargs)
+  return report_run(workdir, **kwargs)
+
+
+def _main(argv, flags) -> None:
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+
+  def body():
+    workdir = flags.FLAGS.workdir
+    report(workdir, data_dir=flags.FLAGS.data_dir or None, num_mistakes=flags.FLAGS.num_mistakes)
+    print(f'Written to {os.path.join(os.path.abspath(os.path.expanduser(workdir)), REPORT + ".md")}', flush=True)
+
+  errors.boundary(body)
+
+
+if __name__ == '__main__':
+  # Flags only for the command: this module is also the library the training stages import.
+  from absl import app as _app, flags as _flags  # pylint: disable=g-import-not-at-top
+  _flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).',
+                       required=True)
+  _flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
+  _flags.DEFINE_integer('num_mistakes', 16, 'Faces in the grid of the most confident mistakes, per stage.')
+  _app.run(lambda argv: _main(argv, _flags))

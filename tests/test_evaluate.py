@@ -1,7 +1,15 @@
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from fn2en_jax import evaluate
+from conftest import REPO
+from fn2en_jax import errors, evaluate
 
 
 def test_classification_report_by_hand():
@@ -32,3 +40,143 @@ def test_results_table_rows_in_the_papers_order(tmp_path):
   for stage in ('scratch', 'face', 'b'):
     assert (tmp_path / f'confusion_{stage}.png').stat().st_size > 1000
   assert not (tmp_path / 'confusion_a.png').exists()
+
+
+# --- per-class scores and mistakes, against direct computations on the label and prediction arrays ------------------
+
+def test_per_class_scores_against_the_examples():
+  rng = np.random.default_rng(0)
+  names = ('neutral', 'anger', 'happy', 'sadness', 'fear')
+  labels = rng.integers(0, 4, 200)  # 'fear' is never the true class
+  predictions = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 5, 200))
+  predictions[predictions == 3] = 2  # 'sadness' is never predicted
+  counts = evaluate.confusion_matrix(labels, predictions, len(names))
+  scores = evaluate.per_class_scores(counts, names)
+  for c, name in enumerate(names):
+    tp = np.sum((predictions == c) & (labels == c))
+    precision = tp / np.sum(predictions == c) if np.any(predictions == c) else 0.0
+    recall = tp / np.sum(labels == c) if np.any(labels == c) else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    assert scores[name] == pytest.approx({'precision': precision, 'recall': recall, 'f1': f1,
+                                          'support': int(np.sum(labels == c))})
+  assert scores['sadness']['precision'] == 0.0 and scores['fear']['recall'] == 0.0
+  assert 0 < scores['neutral']['f1'] < 1
+
+
+def test_confident_mistakes_are_the_wrong_predictions_made_most_confidently():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(50, 4)) * 3
+  probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  labels = rng.integers(0, 4, 50)
+  mistakes = evaluate.confident_mistakes(labels, probabilities, 5)
+  wrong = [(probabilities[i].max(), i) for i in range(50) if probabilities[i].argmax() != labels[i]]
+  expected = [i for _, i in sorted(wrong, reverse=True)[:5]]
+  assert [m['index'] for m in mistakes] == expected
+  for m in mistakes:
+    assert m['label'] == labels[m['index']] != m['prediction'] == probabilities[m['index']].argmax()
+    assert m['confidence'] == pytest.approx(probabilities[m['index']].max())
+  assert evaluate.confident_mistakes(labels, np.eye(4)[labels], 5) == []  # no mistakes, none to show
+
+
+# --- python -m fn2en_jax.evaluate on finished workdirs -------------------------------------------------------------
+
+def _evaluate_cli(workdir, *args, env=None):
+  cmd = [sys.executable, '-m', 'fn2en_jax.evaluate', f'--workdir={workdir}', *args]
+  return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _check_run_report(workdir):
+  """report.json against results.json (which the training loop wrote from its own final evaluation)."""
+  results = json.loads((workdir / 'results.json').read_text())['stages']
+  report = json.loads((workdir / 'report.json').read_text())['stages']
+  markdown = (workdir / 'report.md').read_text()
+  assert list(report) == list(results)
+  for stage, expected in results.items():
+    got = report[stage]
+    if stage == 'a':
+      assert got['lp_loss'] == pytest.approx(expected['lp_loss'], rel=1e-5)
+      continue
+    assert got['accuracy'] == expected['accuracy']
+    assert got['mean_per_class_accuracy'] == expected['mean_per_class_accuracy']
+    assert got['confusion_matrix'] == expected['confusion_matrix']
+    counts = np.asarray(got['confusion_matrix'])
+    np.testing.assert_allclose(got['confusion_matrix_rates'], counts / np.maximum(counts.sum(1, keepdims=True), 1))
+    assert [s['support'] for s in got['per_class'].values()] == counts.sum(1).tolist()
+    wrong = int(counts.sum() - np.trace(counts))
+    assert len(got['mistakes']) == min(16, wrong)
+    confidences = [m['confidence'] for m in got['mistakes']]
+    assert confidences == sorted(confidences, reverse=True)
+    assert all(m['label'] != m['prediction'] for m in got['mistakes'])
+    for figure in got['figures'].values():
+      assert (workdir / figure).stat().st_size > 2000
+      assert f'({figure})' in markdown
+    assert f"Accuracy {100 * expected['accuracy']:.2f}%" in markdown
+  assert not (workdir / '.report.tmp').exists()
+  return report
+
+
+def test_evaluate_reproduces_every_stage_of_the_tiny_run(tiny_run, tmp_path):
+  workdir = tmp_path / 'work'
+  shutil.copytree(tiny_run[0], workdir)
+  done = _evaluate_cli(workdir)
+  assert done.returncode == 0, done.stderr[-3000:]
+  report = _check_run_report(workdir)
+  assert set(report) == {'face_pretrain', 'face', 'a', 'b', 'scratch'}
+  assert str(workdir / 'report.md') in done.stdout
+  assert '| FN2EN |' in (workdir / 'report.md').read_text()
+
+
+def test_evaluate_a_missing_or_unfinished_workdir_fails_in_one_line(tmp_path):
+  done = _evaluate_cli(tmp_path / 'nowhere')
+  assert done.returncode == errors.WORKDIR
+  assert done.stderr.splitlines()[-2:] == [f"error: --workdir={tmp_path / 'nowhere'} does not exist",
+                                           'remedy: pass the --workdir of a finished `python -m fn2en_jax.main` run']
+  (tmp_path / 'empty').mkdir()
+  done = _evaluate_cli(tmp_path / 'empty')
+  assert done.returncode == errors.WORKDIR and 'neither config.json nor results.json' in done.stderr
+  assert os.listdir(tmp_path / 'empty') == []
+
+
+ONE_DEVICE = dict(os.environ, XLA_FLAGS=re.sub(r'--xla_force_host_platform_device_count=\d+', '',
+                                               os.environ.get('XLA_FLAGS', '')))
+
+
+@pytest.fixture(scope='module')
+def tiny_kfold(tmp_path_factory):
+  """A finished 2-fold run of the tiny config (as tests/test_kfold.py makes one), on one device as it trains."""
+  root = tmp_path_factory.mktemp('kfold')
+  workdir = root / 'work'
+  cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={workdir}',
+         f'--config.data_dir={root / "tfds"}', '--config.data.fold=-1', '--config.data.num_folds=2',
+         '--config.face_data.synth.num_subjects=8',
+         *(f'--config.stage_{s}.{k}=4' for s in ('face_pretrain', 'face', 'a', 'b', 'scratch')
+           for k in ('log_every', 'eval_every', 'checkpoint_every'))]
+  done = subprocess.run(cmd, cwd=REPO, env=ONE_DEVICE, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return workdir
+
+
+def test_evaluate_a_kfold_workdir_reports_every_fold_and_their_spread(tiny_kfold):
+  workdir = tiny_kfold
+  # The paper's numbers come from the config (config.paper, as configs/ck_plus.py sets them); the tiny config has
+  # none, so give its k-fold report some.
+  saved = json.loads((workdir / 'kfold.json').read_text())
+  saved['config']['paper'] = {'fn2en': 96.8, 'face': 89.9}
+  (workdir / 'kfold.json').write_text(json.dumps(saved))
+  done = _evaluate_cli(workdir, env=ONE_DEVICE)
+  assert done.returncode == 0, done.stderr[-3000:]
+  folds = [_check_run_report(workdir / f'fold_{i}') for i in range(2)]
+  report = json.loads((workdir / 'report.json').read_text())
+  markdown = (workdir / 'report.md').read_text()
+  for row, stage in evaluate.ROWS:
+    got = report['rows'][row]
+    for metric in ('accuracy', 'mean_per_class_accuracy'):
+      values = np.array([f[stage][metric] for f in folds])
+      assert got[metric] == saved['rows'][row][metric] == values.tolist()  # what training measured, again
+      assert got[f'{metric}_mean'] == pytest.approx(values.mean(), abs=1e-12)
+      assert got[f'{metric}_std'] == pytest.approx(values.std(ddof=1), abs=1e-12)
+    acc = np.array([f[stage]['accuracy'] for f in folds])
+    paper = {'b': '96.80', 'face': '89.90', 'scratch': 'n/a'}[stage]
+    cells = ' | '.join(f'{100 * v:.2f}' for v in [*acc, acc.mean(), acc.std(ddof=1)])
+    assert f'| {row} | {cells} | {paper} |' in markdown
+  assert '[fold_0](fold_0/report.md)' in markdown
