@@ -123,7 +123,7 @@ def write_oulu_casia(root: pathlib.Path, rng: np.random.Generator) -> list[tuple
 
 # --- SFEW 2.0 ---------------------------------------------------------------------------------------------------
 
-# split folder, class folder, file stem, expected subject; Train's Neutral folder is left empty.
+# split folder, class folder, file stem, expected subject.
 SFEW_FILES = [
     ('Train/Train_Aligned_Faces', 'Angry', 'Airheads_000519240_00000005', 'Airheads'),
     ('Train/Train_Aligned_Faces', 'Angry', 'Harry_Potter_2_000133800_00000047', 'Harry_Potter_2'),
@@ -141,7 +141,6 @@ def write_sfew(root: pathlib.Path, rng: np.random.Generator) -> dict[str, list[t
   for folder, label, stem, subject in SFEW_FILES:
     _save(root / folder / label / f'{stem}.png', noise(rng, 45, 36))  # the real faces are 181x143
     expected[splits[folder]].append((subject, labels[label]))
-  (root / 'Train/Train_Aligned_Faces/Neutral').mkdir(parents=True)
   return {split: sorted(rows) for split, rows in expected.items()}
 
 
@@ -168,13 +167,15 @@ def write_fer2013(root: pathlib.Path, rows: list[list[str]]) -> pathlib.Path:
 
 TFD_LABS_EX = np.array([1, -1, 7, 3, -1, 4, 2])
 TFD_LABS_ID = np.array([12, 5, 12, 40, 7, 40, 3])
-TFD_FOLDS = np.array([[1, 1, 2, 3, 1],
+# Subject-independent, like TFD's own folds: in each fold, the two faces of subject 12 (rows 0, 2) lie in one part,
+# and so do those of subject 40 (rows 3, 5).
+TFD_FOLDS = np.array([[3, 1, 2, 2, 1],
                       [0, 0, 0, 0, 0],
-                      [3, 1, 1, 2, 1],
-                      [2, 3, 1, 1, 3],
+                      [3, 1, 2, 2, 1],
+                      [1, 2, 3, 1, 2],
                       [0, 0, 0, 0, 0],
                       [1, 2, 3, 1, 2],
-                      [1, 1, 1, 3, 1]])
+                      [2, 3, 1, 3, 3]])
 
 
 def write_tfd(root: pathlib.Path, size: int, rng: np.random.Generator, **overrides) -> np.ndarray:
@@ -189,7 +190,7 @@ def write_tfd(root: pathlib.Path, size: int, rng: np.random.Generator, **overrid
 
 # --- CK+48 ------------------------------------------------------------------------------------------------------
 
-# folder, file stem; the contempt folder is left empty.
+# folder, file stem; no contempt folder (an empty class folder is an error).
 CK48_FILES = [('anger', 'S005_001_00000009'), ('anger', 'S005_001_00000010'), ('happy', 'S010_006_00000014'),
               ('surprise', 'S011_002_00000020')]
 
@@ -201,5 +202,4 @@ def write_ck_plus_48(root: pathlib.Path, rng: np.random.Generator) -> list[tuple
     _save(root / 'CK+48' / folder / f'{stem}.png', noise(rng, 48, 48, channels=None))
     subject, sequence, frame = stem.split('_')
     expected.append((subject, f'{subject}_{sequence}', int(frame), folder))
-  (root / 'CK+48' / 'contempt').mkdir()
   return sorted(expected)

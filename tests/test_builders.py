@@ -5,12 +5,14 @@ import pathlib
 import re
 import shutil
 
+from absl import flags
 import numpy as np
 from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
 import fixtures_datasets as fx
+from fn2en_jax import errors
 from fn2en_jax.data import build
 from fn2en_jax.data import faces
 from fn2en_jax.data.builders import _common
@@ -231,17 +233,19 @@ def test_fer2013_row_with_2303_pixels(tmp_path):
 
 def test_empty_manual_dir_shows_the_instructions(tmp_path):
   (tmp_path / 'manual').mkdir()
-  with pytest.raises(AssertionError, match='Request the Oulu-CASIA'):
+  with pytest.raises(errors.MissingInput, match='Request the Oulu-CASIA'):
     _build('oulu_casia', tmp_path / 'manual', tmp_path / 'data')
   _assert_nothing_left(tmp_path / 'data', 'oulu_casia')
 
 
 def test_cli_builds_then_reuses(tmp_path, capsys):
   fx.write_fer2013(tmp_path / 'manual', fx.fer2013_rows(np.random.default_rng(10)))
-  args = ['fer2013', f'--data_dir={tmp_path / "data"}', f'--manual_dir={tmp_path / "manual"}']
-  build.main(args)
+  args = ['build', 'fer2013', f'--data_dir={tmp_path / "data"}', f'--manual_dir={tmp_path / "manual"}']
+  build.define_flags()  # what `python -m fn2en_jax.data.build` does before absl parses its flags
+  flags.FLAGS.unparse_flags()
+  build.main(flags.FLAGS(args))
   assert 'built in' in capsys.readouterr().out
-  build.main(args)
+  build.main(flags.FLAGS(args))
   out = capsys.readouterr().out
   assert out.startswith('already built') and 'train: 4 examples' in out and 'private_test: 2 examples' in out
   reread = tfds.builder('fer2013', data_dir=str(tmp_path / 'data'))

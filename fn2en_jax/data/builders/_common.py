@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from fn2en_jax import errors
 from fn2en_jax.data import faces
 
 VERSION = tfds.core.Version('1.0.0')
@@ -23,6 +24,12 @@ BASIC6 = ('anger', 'disgust', 'fear', 'happy', 'sadness', 'surprise')
 BASIC7 = BASIC6 + ('neutral',)
 # The codes 0..7 of CK+'s Emotion/*_emotion.txt files.
 CK_PLUS8 = ('neutral', 'anger', 'contempt', 'disgust', 'fear', 'happy', 'sadness', 'surprise')
+
+# The remedies of a bad input: a damaged or foreign file, and a folder that is not laid out as distributed.
+FILE_REMEDY = ('replace the file with the one the dataset ships (or delete it if it does not belong there), then '
+               'build again')
+LAYOUT_REMEDY = ('unpack the dataset as distributed and pass its folder as --manual_dir; docs/datasets.md shows the '
+                 'layout')
 
 
 @dataclasses.dataclass(eq=False)
@@ -59,10 +66,10 @@ def dataset_info(builder: tfds.core.GeneratorBasedBuilder, *, description: str, 
 
 
 def require(path: epath.Path, expected: str, *, is_dir: bool) -> epath.Path:
-  """`path` itself, or FileNotFoundError naming it and saying what should be there."""
+  """`path` itself, or errors.MissingInput naming it and saying what should be there."""
   if not (path.is_dir() if is_dir else path.is_file()):
     kind = 'folder' if is_dir else 'file'
-    raise FileNotFoundError(f'{path}: {kind} not found; expected {expected}.')
+    raise errors.MissingInput(f'{path}: {kind} not found; expected {expected}.', LAYOUT_REMEDY)
   return path
 
 
@@ -72,13 +79,29 @@ def subfolders(path: epath.Path) -> list[epath.Path]:
 
 
 def class_folders(parent: epath.Path, names: dict[str, str]) -> list[tuple[str, epath.Path]]:
-  """(class name, folder) for each sub-folder of `parent`, whose names `names` maps to class names."""
+  """(class name, folder) for each sub-folder of `parent`, whose names `names` maps to class names.
+
+  A folder of another name (a label outside the class list) is refused rather than skipped: its images would be
+  silently lost.
+  """
   out = []
   for folder in subfolders(parent):
     if folder.name not in names:
-      raise ValueError(f'{folder}: unexpected folder; expected class folders named {sorted(names)}.')
+      raise errors.InputError(f'{folder}: unexpected folder; expected class folders named {sorted(names)}.',
+                              'rename it to one of those class names, or move it out of --manual_dir')
     out.append((names[folder.name], folder))
   return out
+
+
+def class_images(folder: epath.Path, pattern: str) -> list[epath.Path]:
+  """The sorted files matching `pattern` in a class folder, which must hold at least one (an empty class folder is
+  a copy that lost its files, not a class with no examples)."""
+  paths = sorted(p for p in folder.glob(pattern) if not p.name.startswith('.'))
+  if not paths:
+    raise errors.InputError(f'{folder}: empty class folder; expected {pattern} images of that class.',
+                            'copy the images back from the dataset as distributed, or delete the folder to build '
+                            'without that class')
+  return paths
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -89,17 +112,20 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
   if image.ndim == 2:
     image = np.repeat(image[..., None], 3, axis=-1)
   if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-    raise ValueError(f'Expected a uint8 grey or RGB image, got {image.dtype} of shape {image.shape}.')
+    raise errors.InputError(f'expected a uint8 grey or RGB image, got {image.dtype} of shape {image.shape}.',
+                            FILE_REMEDY)
   return image
 
 
 def read_image(path: epath.Path) -> np.ndarray:
-  """The decoded image as uint8 RGB; grey, palette and RGBA files are converted, a file that won't decode raises."""
+  """The decoded image as uint8 RGB; grey, palette and RGBA files are converted, a file that won't decode (or
+  can't be read) raises errors.InputError naming it."""
   try:
     with path.open('rb') as f, Image.open(f) as image:
       return np.asarray(image.convert('RGB'))
-  except (OSError, ValueError) as e:
-    raise ValueError(f'{path}: cannot decode the image ({e}); expected a PNG or JPEG file.') from e
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise errors.InputError(f'{path}: cannot decode the image ({e}); expected a PNG or JPEG file.',
+                            FILE_REMEDY) from e
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fn2en_jax import errors
 from fn2en_jax.data.builders import _common
 
 _FRAME_NAME = re.compile(r'^S\d+_\d+_(\d+)$')
@@ -40,7 +41,8 @@ def _read_emotion(path: epath.Path) -> str:
   except ValueError:
     code = None
   if code not in range(len(_common.CK_PLUS8)):  # also rejects 2.5, nan and inf
-    raise ValueError(f'{path}: expected one number 0-7 (like "   3.0000000e+00"), got {text!r}.')
+    raise errors.InputError(f'{path}: expected one number 0-7 (like "   3.0000000e+00"), got {text!r}.',
+                            _common.FILE_REMEDY)
   return _common.CK_PLUS8[int(code)]
 
 
@@ -51,16 +53,17 @@ def _read_landmarks(path: epath.Path) -> np.ndarray:
     with path.open() as f:
       points = np.loadtxt(f, dtype=np.float64, ndmin=2)
   except ValueError as e:
-    raise ValueError(f'{path}: expected 68 lines of two numbers "x y" ({e}).') from e
+    raise errors.InputError(f'{path}: expected 68 lines of two numbers "x y" ({e}).', _common.FILE_REMEDY) from e
   if points.shape != (68, 2):
-    raise ValueError(f'{path}: expected 68 lines of two numbers "x y", got an array of shape {points.shape}.')
+    raise errors.InputError(f'{path}: expected 68 lines of two numbers "x y", got an array of shape {points.shape}.',
+                            _common.FILE_REMEDY)
   return points
 
 
 def _frame_number(path: epath.Path) -> int:
   match = _FRAME_NAME.match(path.stem)
   if match is None:
-    raise ValueError(f'{path}: expected a frame named like S005_001_00000011.png.')
+    raise errors.InputError(f'{path}: expected a frame named like S005_001_00000011.png.', _common.FILE_REMEDY)
   return int(match.group(1))
 
 
@@ -78,15 +81,16 @@ def frames(root: epath.Path, config: CkPlusConfig) -> list[_common.Frame]:
       if not label_files:  # Only 327 of the 593 sequences are labelled; the others have an empty folder.
         continue
       if len(label_files) > 1:
-        raise ValueError(f'{sequence_dir}: {len(label_files)} *_emotion.txt files; expected one.')
+        raise errors.InputError(f'{sequence_dir}: {len(label_files)} *_emotion.txt files; expected one.',
+                                _common.LAYOUT_REMEDY)
       peak = _read_emotion(label_files[0])
       subject, sequence = subject_dir.name, sequence_dir.name
       images_dir = _common.require(images_root / subject / sequence,
                                    f'the frames of the labelled sequence {subject}/{sequence}', is_dir=True)
       pngs = sorted(images_dir.glob('*.png'))
       if len(pngs) < 4:
-        raise ValueError(f'{images_dir}: {len(pngs)} frames; expected at least 4 (a neutral first frame and 3 '
-                         'peak frames).')
+        raise errors.InputError(f'{images_dir}: {len(pngs)} frames; expected at least 4 (a neutral first frame and 3 '
+                                'peak frames).', _common.LAYOUT_REMEDY)
       for path, name in [(pngs[0], 'neutral')] + [(p, peak) for p in pngs[-3:]]:
         if name not in config.classes:
           continue
@@ -98,8 +102,8 @@ def frames(root: epath.Path, config: CkPlusConfig) -> list[_common.Frame]:
             fields={'label': name, 'subject': subject, 'sequence': f'{subject}_{sequence}',
                     'frame': _frame_number(path)}))
   if not out:
-    raise ValueError(f'{emotion_root}: no labelled sequence found; expected '
-                     'Emotion/S005/001/S005_001_00000011_emotion.txt files.')
+    raise errors.InputError(f'{emotion_root}: no labelled sequence found; expected '
+                            'Emotion/S005/001/S005_001_00000011_emotion.txt files.', _common.LAYOUT_REMEDY)
   return out
 
 

@@ -12,6 +12,7 @@ import re
 from etils import epath
 import tensorflow_datasets as tfds
 
+from fn2en_jax import errors
 from fn2en_jax.data.builders import _common
 
 IMAGE_SIZE = 48
@@ -25,19 +26,23 @@ def examples(root: epath.Path):
   top = _common.require(root / 'CK+48', 'the CK+48 folder with class folders anger/ ... surprise/', is_dir=True)
   found = False
   for name, folder in _common.class_folders(top, _CLASSES):
-    for path in sorted(folder.glob('*.png')):
+    for path in _common.class_images(folder, '*.png'):
       match = _FILE_NAME.match(path.stem)
       if match is None:
-        raise ValueError(f'{path}: expected a file named like S005_001_00000011.png (subject_sequence_frame).')
+        raise errors.InputError(f'{path}: expected a file named like S005_001_00000011.png (subject_sequence_frame).',
+                                _common.FILE_REMEDY)
       image = _common.read_image(path)
       if image.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f'{path}: {image.shape[1]}x{image.shape[0]} pixels; expected {IMAGE_SIZE}x{IMAGE_SIZE}.')
+        raise errors.InputError(f'{path}: {image.shape[1]}x{image.shape[0]} pixels; expected '
+                                f'{IMAGE_SIZE}x{IMAGE_SIZE}.',
+                                _common.FILE_REMEDY)
       subject, sequence, frame = match.groups()
       found = True
       yield str(path.relative_to(root)), {'image': image, 'label': name, 'subject': subject,
                                           'sequence': f'{subject}_{sequence}', 'frame': int(frame)}
   if not found:
-    raise ValueError(f'{top}: no .png image found; expected {sorted(_CLASSES)} folders of .png files.')
+    raise errors.InputError(f'{top}: no .png image found; expected {sorted(_CLASSES)} folders of .png files.',
+                            _common.LAYOUT_REMEDY)
 
 
 class CkPlus48(tfds.core.GeneratorBasedBuilder):

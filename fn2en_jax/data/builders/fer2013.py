@@ -15,6 +15,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fn2en_jax import errors
 from fn2en_jax.data.builders import _common
 
 IMAGE_SIZE = 48
@@ -29,20 +30,21 @@ def rows(path: epath.Path) -> Iterator[tuple[int, str, int, list[str]]]:
     reader = csv.reader(f)
     header = next(reader, None)
     if header != _HEADER:
-      raise ValueError(f'{path}, line 1: expected the header "{",".join(_HEADER)}", got {header}.')
+      raise errors.InputError(f'{path}, line 1: expected the header "{",".join(_HEADER)}", got {header}.',
+                              _common.FILE_REMEDY)
     for row in reader:
       where = f'{path}, line {reader.line_num}'
       if len(row) != 3:
-        raise ValueError(f'{where}: {len(row)} fields; expected 3 (emotion,pixels,Usage).')
+        raise errors.InputError(f'{where}: {len(row)} fields; expected 3 (emotion,pixels,Usage).', _common.FILE_REMEDY)
       emotion, pixels, usage = row
       if emotion not in {str(i) for i in range(len(_common.BASIC7))}:
-        raise ValueError(f'{where}: emotion {emotion!r}; expected an integer 0-6.')
+        raise errors.InputError(f'{where}: emotion {emotion!r}; expected an integer 0-6.', _common.FILE_REMEDY)
       if usage not in _SPLITS:
-        raise ValueError(f'{where}: Usage {usage!r}; expected one of {sorted(_SPLITS)}.')
+        raise errors.InputError(f'{where}: Usage {usage!r}; expected one of {sorted(_SPLITS)}.', _common.FILE_REMEDY)
       tokens = pixels.split()
       if len(tokens) != IMAGE_SIZE * IMAGE_SIZE:
-        raise ValueError(f'{where}: {len(tokens)} pixels; expected {IMAGE_SIZE * IMAGE_SIZE} ({IMAGE_SIZE}x'
-                         f'{IMAGE_SIZE}) space-separated grey values 0-255.')
+        raise errors.InputError(f'{where}: {len(tokens)} pixels; expected {IMAGE_SIZE * IMAGE_SIZE} ({IMAGE_SIZE}x'
+                                f'{IMAGE_SIZE}) space-separated grey values 0-255.', _common.FILE_REMEDY)
       yield reader.line_num, _SPLITS[usage], int(emotion), tokens
 
 
@@ -51,9 +53,11 @@ def image(tokens: list[str], where: str) -> np.ndarray:
   try:
     values = np.array(tokens, dtype=np.int64)
   except ValueError as e:
-    raise ValueError(f'{where}: a pixel is not an integer ({e}); expected grey values 0-255.') from e
+    raise errors.InputError(f'{where}: a pixel is not an integer ({e}); expected grey values 0-255.',
+                            _common.FILE_REMEDY) from e
   if values.min() < 0 or values.max() > 255:
-    raise ValueError(f'{where}: pixel values span {values.min()}..{values.max()}; expected 0-255.')
+    raise errors.InputError(f'{where}: pixel values span {values.min()}..{values.max()}; expected 0-255.',
+                            _common.FILE_REMEDY)
   return _common.to_rgb(values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
 
 

@@ -14,6 +14,7 @@ import dataclasses
 from etils import epath
 import tensorflow_datasets as tfds
 
+from fn2en_jax import errors
 from fn2en_jax.data.builders import _common
 
 # Folder names as distributed to label names.
@@ -31,7 +32,7 @@ class OuluCasiaConfig(_common.FaceConfig):
 
 def _frame_number(path: epath.Path) -> int:
   if not path.stem.isdigit():
-    raise ValueError(f'{path}: expected a frame named like 000.jpeg.')
+    raise errors.InputError(f'{path}: expected a frame named like 000.jpeg.', _common.FILE_REMEDY)
   return int(path.stem)
 
 
@@ -45,14 +46,16 @@ def frames(root: epath.Path, config: OuluCasiaConfig) -> list[_common.Frame]:
     for name, sequence_dir in _common.class_folders(subject_dir, _CLASSES):
       jpegs = sorted(sequence_dir.glob('*.jpeg'), key=_frame_number)
       if len(jpegs) < _PEAK_FRAMES:
-        raise ValueError(f'{sequence_dir}: {len(jpegs)} .jpeg frames; expected at least {_PEAK_FRAMES}.')
+        raise errors.InputError(f'{sequence_dir}: {len(jpegs)} .jpeg frames; expected at least {_PEAK_FRAMES}.',
+                                _common.LAYOUT_REMEDY)
       out.extend(
           _common.Frame(key=str(path.relative_to(root)), path=path,
                         fields={'label': name, 'subject': subject_dir.name,
                                 'sequence': f'{subject_dir.name}_{sequence_dir.name}', 'frame': _frame_number(path)})
           for path in jpegs[-_PEAK_FRAMES:])
   if not out:
-    raise ValueError(f'{top}: no sequence found; expected P001/Anger/000.jpeg ... under it.')
+    raise errors.InputError(f'{top}: no sequence found; expected P001/Anger/000.jpeg ... under it.',
+                            _common.LAYOUT_REMEDY)
   return out
 
 

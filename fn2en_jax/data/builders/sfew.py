@@ -15,6 +15,7 @@ import re
 from etils import epath
 import tensorflow_datasets as tfds
 
+from fn2en_jax import errors
 from fn2en_jax.data.builders import _common
 
 _CLASSES = {'Angry': 'anger', 'Disgust': 'disgust', 'Fear': 'fear', 'Happy': 'happy', 'Sad': 'sadness',
@@ -35,9 +36,10 @@ def frames(root: epath.Path, split: str) -> list[_common.Frame]:
   top = _common.require(root.joinpath(*_SPLITS[split]),
                         f'SFEW 2.0 {split} faces as {"/".join(_SPLITS[split])}/Angry/*.png ...', is_dir=True)
   out = [_common.Frame(key=str(path.relative_to(root)), path=path, fields={'label': name, 'subject': movie(path)})
-         for name, folder in _common.class_folders(top, _CLASSES) for path in sorted(folder.glob('*.png'))]
+         for name, folder in _common.class_folders(top, _CLASSES) for path in _common.class_images(folder, '*.png')]
   if not out:
-    raise ValueError(f'{top}: no .png face found; expected {sorted(_CLASSES)} folders of .png files.')
+    raise errors.InputError(f'{top}: no .png face found; expected {sorted(_CLASSES)} folders of .png files.',
+                            _common.LAYOUT_REMEDY)
   return out
 
 

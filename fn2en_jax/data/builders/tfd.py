@@ -17,6 +17,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 
 from fn2en_jax.data import folds as folds_lib
+from fn2en_jax import errors
 from fn2en_jax.data.builders import _common
 
 _UNLABELLED = -1
@@ -39,10 +40,11 @@ def load(path: epath.Path, image_size: int) -> dict[str, np.ndarray]:
     with path.open('rb') as f:
       mat = scipy.io.loadmat(f)
   except (ValueError, NotImplementedError, OSError) as e:
-    raise ValueError(f'{path}: cannot read it as a MATLAB file ({e}); expected TFD\'s .mat as distributed.') from e
+    raise errors.InputError(f'{path}: cannot read it as a MATLAB file ({e}); expected TFD\'s .mat as distributed.',
+                            _common.FILE_REMEDY) from e
   missing = [key for key in _KEYS if key not in mat]
   if missing:
-    raise ValueError(f'{path}: no variable(s) {missing}; expected {list(_KEYS)}.')
+    raise errors.InputError(f'{path}: no variable(s) {missing}; expected {list(_KEYS)}.', _common.FILE_REMEDY)
   data = {'images': mat['images'], 'labs_ex': mat['labs_ex'].ravel(), 'labs_id': mat['labs_id'].ravel(),
           'folds': mat['folds']}
   n = len(data['images'])
@@ -50,14 +52,38 @@ def load(path: epath.Path, image_size: int) -> dict[str, np.ndarray]:
               'folds': (n, folds_lib.TFD_NUM_FOLDS)}
   for key, shape in expected.items():
     if data[key].shape != shape:
-      raise ValueError(f'{path}: {key} has shape {data[key].shape}; expected {shape}.')
+      raise errors.InputError(f'{path}: {key} has shape {data[key].shape}; expected {shape}.', _common.FILE_REMEDY)
   if data['images'].dtype != np.uint8:
-    raise ValueError(f'{path}: images are {data["images"].dtype}; expected uint8 grey values.')
+    raise errors.InputError(f'{path}: images are {data["images"].dtype}; expected uint8 grey values.',
+                            _common.FILE_REMEDY)
   labels = data['labs_ex']
   bad = np.flatnonzero((labels != _UNLABELLED) & ((labels < 1) | (labels > len(_common.BASIC7))))
   if bad.size:
-    raise ValueError(f'{path}: labs_ex[{bad[0]}] = {labels[bad[0]]}; expected 1-7, or -1 for unlabelled.')
+    raise errors.InputError(f'{path}: labs_ex[{bad[0]}] = {labels[bad[0]]}; expected 1-7, or -1 for unlabelled.',
+                            _common.FILE_REMEDY)
+  check_subject_independent(path, data['labs_id'][labels != _UNLABELLED], data['folds'][labels != _UNLABELLED])
   return data
+
+
+def check_subject_independent(path: epath.Path, subjects: np.ndarray, folds: np.ndarray) -> None:
+  """Raises unless, in every official fold, each subject's faces all lie in one part (train, valid or test).
+
+  A subject in two parts of a fold would let the test set hold faces of people seen in training, which is what the
+  official folds exist to prevent; it means the file was edited or is not TFD's.
+  """
+  for fold in range(folds.shape[1]):
+    parts = {}
+    for subject, code in zip(subjects, folds[:, fold]):
+      if code != 0:  # 0: the face is unused in this fold
+        parts.setdefault(int(subject), set()).add(int(code))
+    mixed = sorted(subject for subject, codes in parts.items() if len(codes) > 1)
+    if mixed:
+      names = {1: 'train', 2: 'valid', 3: 'test'}
+      where = ' and '.join(names.get(c, str(c)) for c in sorted(parts[mixed[0]]))
+      raise errors.InputError(
+          f'{path}: subject {mixed[0]} (labs_id) is in {where} of official fold {fold}'
+          f'{f" (and {len(mixed) - 1} more subjects)" if len(mixed) > 1 else ""}; expected each subject in one part '
+          'of each fold.', 'use the TFD .mat file as distributed; its folds keep every subject in one part')
 
 
 class Tfd(tfds.core.GeneratorBasedBuilder):
