@@ -55,6 +55,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       num_threads=2,
       prefetch=4,
       synth=ml_collections.ConfigDict(),  # synth_faces.make_config arguments (synthetic data only)
+      builder_options=ml_collections.ConfigDict(),  # options of a builder with make_config (image_folder)
   ))
   cfg.update(overrides)
   return cfg

@@ -132,6 +132,8 @@ def protocol_name(config: ml_collections.ConfigDict) -> str:
     train = 'train + valid' if data.tfd_valid_in_train else 'train'
     return f"{dataset}, TFD's {data.num_folds} official folds (trained on {train}, tested on test)"
   extra = f', extra training data {list(data.extra_train)}' if data.extra_train else ''
+  if data.protocol == 'leave_one_subject_out':
+    return f'{dataset}, leave one subject out ({data.num_folds} subjects){extra}'
   return f'{dataset}, {data.num_folds} subject-independent folds{extra}'
 
 

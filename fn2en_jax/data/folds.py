@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fn2en_jax import errors
+
 # TFD's `folds` column codes (TFD_*.mat, one column per official fold).
 TFD_UNUSED, TFD_TRAIN, TFD_VALID, TFD_TEST = 0, 1, 2, 3
 TFD_NUM_FOLDS = 5
@@ -32,6 +34,22 @@ def fold_split(example_subjects: Sequence[str], fold: int, k: int) -> tuple[np.n
     raise ValueError(f'fold={fold} must be in [0, {k}).')
   test_subjects = set(subject_folds(example_subjects, k)[fold])
   is_test = np.array([s in test_subjects for s in example_subjects], dtype=bool)
+  return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def leave_one_subject_out(example_subjects: Sequence[str], fold: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """Returns (train, test) indices: test = every example of the `fold`-th subject (sorted); k = number of subjects.
+
+  For sets with few subjects, where k subject folds would leave too few subjects to train on. k must equal the
+  number of subjects (a config states it; a mismatch would silently skip or repeat subjects)."""
+  unique = sorted(set(example_subjects))
+  if k != len(unique):
+    raise errors.ConfigError(
+        f"data.num_folds={k}, but protocol 'leave_one_subject_out' needs one fold per subject: {len(unique)} here",
+        f'set --config.data.num_folds={len(unique)}')
+  if not 0 <= fold < k:
+    raise ValueError(f'fold={fold} must be in [0, {k}).')
+  is_test = np.asarray(example_subjects) == unique[fold]
   return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 

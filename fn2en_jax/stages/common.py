@@ -103,6 +103,8 @@ def expression_splits(config: ml_collections.ConfigDict, data_dir: str):
     train, test = examples, pipeline.load(data, data.eval_split, data_dir=data_dir)
   elif data.protocol == 'tfd_folds':
     train, test = pipeline.tfd_split(examples, data.fold, valid_in_train=data.tfd_valid_in_train)
+  elif data.protocol == 'leave_one_subject_out':
+    train, test = pipeline.leave_one_subject_out_split(examples, data.fold, data.num_folds)
   else:
     train, test = pipeline.subject_split(examples, data.fold, data.num_folds)
   return pipeline.with_extra_train(train, data, data_dir=data_dir), test
