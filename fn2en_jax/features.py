@@ -16,6 +16,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
+from fn2en_jax import errors
 from fn2en_jax.models import face_nets
 
 _INIT = flags.DEFINE_string('init', None, 'A face-net directory (python -m fn2en_jax.convert).', required=True)
@@ -26,11 +27,21 @@ _SIZE = flags.DEFINE_integer('size', None, "Input side in pixels; default the fa
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Images per forward pass.')
 
 
+def read_image(path: str, size: int) -> np.ndarray:
+  """One image as (size, size, 3) float32 RGB 0-255; a file that is missing or not an image raises InputError."""
+  try:
+    with Image.open(path) as image:
+      return np.asarray(image.convert('RGB').resize((size, size), Image.BILINEAR), np.float32)
+  except FileNotFoundError as e:
+    raise errors.MissingInput(f'{path}: file not found', 'check the image paths after the flags') from e
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise errors.InputError(f'{path}: cannot decode the image ({e}); expected a PNG or JPEG file',
+                            'leave the file out, or convert it to PNG') from e
+
+
 def load_images(paths: Sequence[str], size: int) -> np.ndarray:
   """(N, size, size, 3) float32 in [-1, 1], the scale every model here is fed."""
-  images = [np.asarray(Image.open(p).convert('RGB').resize((size, size), Image.BILINEAR), np.float32)
-            for p in paths]
-  return np.stack(images) / 127.5 - 1.0
+  return np.stack([read_image(p, size) for p in paths]) / 127.5 - 1.0
 
 
 def features(module, variables: dict, images: np.ndarray, tap: str, batch_size: int) -> np.ndarray:
@@ -45,15 +56,17 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     raise app.UsageError('give one or more image files after the flags')
+  meta = face_nets.read_meta(_INIT.value)
+  size = _SIZE.value or meta.get('input_size')
+  if not size:
+    raise app.UsageError(f'{_INIT.value}/face_net.json has no input_size: pass --size')
+  images = load_images(paths, size)  # every image is read before the net is loaded and compiled
   module, variables, meta = face_nets.load(_INIT.value)
   if _TAP.value == 'logits' and face_nets.CLASSIFIER[meta['model']] not in variables['params']:
     raise app.UsageError(f'{_INIT.value} was converted without its classifier: no logits '
                          '(python -m fn2en_jax.convert ... --keep_classifier)')
-  size = _SIZE.value or meta.get('input_size')
-  if not size:
-    raise app.UsageError(f'{_INIT.value}/face_net.json has no input_size: pass --size')
-  np.save(_OUTPUT.value, features(module, variables, load_images(paths, size), _TAP.value, _BATCH.value))
+  np.save(_OUTPUT.value, features(module, variables, images, _TAP.value, _BATCH.value))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  errors.run_app(main)

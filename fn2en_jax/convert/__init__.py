@@ -7,17 +7,27 @@
 
 from __future__ import annotations
 
+from fn2en_jax import errors
 from fn2en_jax.convert import dlib_resnet, vgg_face
 from fn2en_jax.models import face_nets
 
 
 def convert_vgg_face(input_path: str, output: str, keep_classifier: bool = False) -> None:
+  """Reads and checks the whole file before `output` is written, so a bad file leaves no half-written face net."""
   layout, weights = vgg_face.detect(input_path)
-  params, model_kwargs, input_size = vgg_face.to_flax(layout, weights, keep_classifier)
+  try:
+    params, model_kwargs, input_size = vgg_face.to_flax(layout, weights, keep_classifier)
+  except ValueError as e:
+    raise errors.InputError(f'{input_path}: read as {layout.name}, but {e}', vgg_face.REMEDY) from e
   face_nets.save(output, 'vgg_face', model_kwargs, params, input_size)
 
 
 def convert_dlib_resnet(input_path: str | None, output: str) -> None:
-  net = dlib_resnet.read(input_path or dlib_resnet.default_path())
-  params, model_kwargs = dlib_resnet.to_flax(net)
+  """Reads and checks the whole file before `output` is written, so a bad file leaves no half-written face net."""
+  path = input_path or dlib_resnet.default_path()
+  net = dlib_resnet.read(path)
+  try:
+    params, model_kwargs = dlib_resnet.to_flax(net)
+  except ValueError as e:
+    raise errors.InputError(f'{path}: {e}', dlib_resnet.REMEDY) from e
   face_nets.save(output, 'dlib_resnet', model_kwargs, params, net['input']['size'][0])

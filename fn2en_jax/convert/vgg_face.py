@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import pickle
 import zipfile
 
 import numpy as np
 
+from fn2en_jax import errors
 from fn2en_jax.convert import protobuf_wire as pw
 from fn2en_jax.models import face_nets, vgg_face
 
@@ -47,20 +50,38 @@ CAFFE = Layout('caffe', kernels_oihw=True, dense_out_in=True, fc6_chw=True, bgr=
 
 Weights = dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (weight, bias), in the file's own layout
 
+FILES = 'vgg_face_dag.pth, rcmalli_vggface_tf_vgg16.h5 or VGG_FACE.caffemodel'
+REMEDY = (f'pass --input=FILE, one of {FILES} as released (docs/face_nets.md says where); download it again if it '
+          'is damaged')
+
 
 def read_pytorch(path: str) -> Weights:
   import torch  # imported here: only this format needs it
   # weights_only: a state dict of tensors is all a weights file needs; never unpickle arbitrary objects.
-  state = torch.load(path, map_location='cpu', weights_only=True)
+  try:
+    state = torch.load(path, map_location='cpu', weights_only=True)
+  except pickle.UnpicklingError as e:
+    # torch's allow-list refused a global: the pickle would have built (and maybe run) arbitrary Python objects.
+    raise errors.InputError(
+        f'{path}: the file holds Python objects other than tensors, which are not loaded (nothing in it was run)',
+        'use a .pth that holds only a state dict of tensors, like vgg_face_dag.pth; or convert the .h5 or '
+        '.caffemodel release instead') from e
+  except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
+    raise errors.InputError(f'{path}: not a readable PyTorch file ({str(e).splitlines()[0]})', REMEDY) from e
   if not isinstance(state, dict):
-    raise ValueError(f'{path}: expected a state dict (conv1_1.weight, ...), got a {type(state).__name__}')
+    raise errors.InputError(f'{path}: expected a state dict (conv1_1.weight, ...), got a {type(state).__name__}',
+                            REMEDY)
   return {name: (state[f'{name}.weight'].numpy(), state[f'{name}.bias'].numpy())
           for name in CONVS + DENSES if f'{name}.weight' in state}
 
 
 def read_keras(path: str) -> Weights:
   import h5py  # imported here: only this format needs it
-  with h5py.File(path, 'r') as f:
+  try:
+    f = h5py.File(path, 'r')
+  except OSError as e:
+    raise errors.InputError(f'{path}: not a readable HDF5 file ({e})', REMEDY) from e
+  with f:
     # `model.save` nests the layers under model_weights; `save_weights` puts them at the root.
     root = f['model_weights'] if 'model_weights' in f else f
     weights = {}
@@ -100,9 +121,12 @@ def read_caffe(path: str) -> Weights:
 
 def detect(path: str) -> tuple[Layout, Weights]:
   """The file's layout and its weights, the format told by the file's first bytes."""
+  if not os.path.isfile(path):
+    raise errors.MissingInput(f'{path}: file not found; expected VGG-Face weights ({FILES})', REMEDY)
   with open(path, 'rb') as f:
     head = f.read(8)
-  if zipfile.is_zipfile(path) or head[:1] == b'\x80':  # torch.save's zip archive, or a legacy pickle
+  # torch.save's zip archive (PK: also when truncated, which is_zipfile misses), or a legacy pickle.
+  if zipfile.is_zipfile(path) or head[:2] == b'PK' or head[:1] == b'\x80':
     layout, weights = PYTORCH, read_pytorch(path)
   elif head == b'\x89HDF\r\n\x1a\n':
     layout, weights = KERAS, read_keras(path)
@@ -110,10 +134,11 @@ def detect(path: str) -> tuple[Layout, Weights]:
     try:
       layout, weights = CAFFE, read_caffe(path)
     except (ValueError, KeyError, IndexError) as e:
-      raise ValueError(f'{path}: not a PyTorch .pth, Keras .h5 or Caffe .caffemodel VGG-Face ({e})') from e
+      raise errors.InputError(f'{path}: not a PyTorch .pth, Keras .h5 or Caffe .caffemodel VGG-Face ({e})',
+                              REMEDY) from e
   missing = [name for name in CONVS + DENSES[:2] if name not in weights]
   if missing:
-    raise ValueError(f'{path}: read as {layout.name}, but layers {missing} are missing')
+    raise errors.InputError(f'{path}: read as {layout.name}, but layers {missing} are missing', REMEDY)
   return layout, weights
 
 
