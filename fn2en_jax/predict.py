@@ -1,0 +1,645 @@
+"""The expressions of the faces in photos, folders of photos, videos and a webcam, by a trained net of a workdir.
+
+  python -m fn2en_jax.predict --workdir=DIR [--stage=b] [--json] [--annotate=OUT_DIR] INPUT...
+  python -m fn2en_jax.predict --workdir=DIR --camera=0 [--annotate=OUT_DIR]
+
+INPUT is an image, a folder (its images and videos, recursively) or a video. Every frame's faces are found by
+`detect` (OpenCV's frontal Haar cascade; any `image -> boxes` function can replace it), and each face is cropped and
+normalised as the training pipeline fed that workdir's dataset to the net:
+
+  1. the crop the dataset builder stored: a square around the Haar box grown by the builder's margin, resized to the
+     stored image size (both read from the built dataset's metadata in `config.data_dir`; where the dataset does not
+     record them, the Haar builders' margin 0.2 and the size `round(image_size * crop_scale)`);
+  2. `data/pipeline.py`'s evaluation preprocessing: resize to `round(image_size * crop_scale)`, centre crop of
+     `image_size`;
+  3. `model_input`: grey datasets (`GREY_DATASETS`, stored as three equal channels) see grey faces, then RGB is scaled
+     to [-1, 1].
+
+Every value comes from the workdir's saved config (`config.json`, or the `config` of `results.json` of runs written
+before it existed), never from defaults. A k-fold workdir (`fold_<i>/` folders) predicts with `--fold=i`, or with
+fold 0 and a note saying so: every fold's net is an equally good model, trained on a different subset of subjects.
+
+Faces are batched across files and frames in fixed batches of `BATCH_SIZE` (the last one padded), so the net
+compiles once. One line per face goes to stdout: the file (and frame), the box (x, y, width, height), the predicted
+expression and the probability of every class; with `--json` the same as JSON lines with the keys `file`, `frame`,
+`box`, `label`, `probabilities`. A photo without a face says so; a file that is neither an image nor a video is named
+on stderr and the others still run; the exit code is 3 (errors.INPUT) when any input failed.
+
+From Python:
+
+  predictor = Predictor.from_workdir(DIR, stage='b')
+  probabilities = predictor(face_crops)            # (N, num_classes); uint8 RGB crops of any size
+  faces = predictor.predict_faces(photo)           # [Face(box, label, probabilities)], one per detected face
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import glob
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import cv2
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image
+
+from fn2en_jax import errors, models
+from fn2en_jax.data import faces, pipeline
+from fn2en_jax.models import expnet, face_nets
+from fn2en_jax.train import checkpoint
+
+BATCH_SIZE = 64
+STAGES = ('b', 'scratch', 'face')
+# Datasets distributed as grey images (the builders store them as three equal channels): a colour photo would show
+# the net something it never saw in training.
+GREY_DATASETS = ('ck_plus', 'ck_plus_48', 'fer2013', 'tfd')
+# ITU-R BT.601 luma, the weights of OpenCV's and PIL's RGB -> grey.
+LUMA = (0.299, 0.587, 0.114)
+# The margin the Haar-cascade builders grow a box by (`_common.FaceConfig.margin`), for datasets that record none.
+DEFAULT_MARGIN = 0.2
+IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
+VIDEO_EXTENSIONS = ('.avi', '.m4v', '.mkv', '.mov', '.mp4', '.mpeg', '.mpg', '.webm')
+CONFIG_JSON = 'config.json'
+RESULTS_JSON = 'results.json'
+
+Box = tuple[int, int, int, int]
+
+
+# --- Faces ------------------------------------------------------------------------------------------------------
+
+@functools.cache
+def _cascade() -> cv2.CascadeClassifier:
+  path = cv2.data.haarcascades + 'haarcascade_frontalface_default.xml'
+  cascade = cv2.CascadeClassifier(path)
+  if cascade.empty():
+    raise RuntimeError(f'could not load the Haar cascade {path} (needs opencv-python-headless < 5)')
+  return cascade
+
+
+def detect(image: np.ndarray, min_fraction: float = 0.1) -> list[Box]:
+  """Every frontal face in a uint8 RGB image as (x, y, w, h), left to right; faces smaller than `min_fraction` of
+  the shorter side are ignored (at that size they are mostly background false positives)."""
+  grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+  side = max(1, int(min_fraction * min(grey.shape)))
+  boxes = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+  return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda b: (b[0], b[1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class CropSpec:
+  """How the training data framed and coloured a face: the stored crop's side and margin, the model's input."""
+  stored_size: int
+  margin: float
+  resize: int
+  image_size: int
+  grey: bool
+
+
+def _dataset_dir(data: ml_collections.ConfigDict, data_dir: str) -> str | None:
+  """The newest built version folder of the workdir's dataset in `data_dir`, or None."""
+  config = data.config
+  if data.name == 'synth_faces':
+    from fn2en_jax.data.builders import synth_faces  # pylint: disable=import-outside-toplevel
+    config = synth_faces.make_config(data.config, **dict(data.synth)).name
+  root = os.path.join(os.path.expanduser(data_dir), data.name, *([config] if config else []))
+  versions = sorted(glob.glob(os.path.join(root, '*', 'features.json')))
+  return os.path.dirname(versions[-1]) if versions else None
+
+
+def crop_spec(config: ml_collections.ConfigDict) -> CropSpec:
+  data = config.data
+  resize = pipeline.resize_for(data)
+  stored_size, margin = resize, DEFAULT_MARGIN
+  where = _dataset_dir(data, config.data_dir)
+  if where is None:
+    logging.warning('%s is not built in %s: cropping faces with margin %.2f at %d pixels; the dataset would say '
+                    'how it cropped them', data.name, config.data_dir, margin, stored_size)
+  else:
+    with open(os.path.join(where, 'features.json')) as f:
+      features = json.load(f)
+    image = features['featuresDict']['features']['image']['image']
+    stored_size = int(image['shape']['dimensions'][0])
+    metadata = os.path.join(where, 'metadata.json')
+    if os.path.exists(metadata):
+      with open(metadata) as f:
+        margin = float(json.load(f).get('faces', {}).get('margin', margin))
+  return CropSpec(stored_size=stored_size, margin=margin, resize=resize, image_size=int(data.image_size),
+                  grey=data.name in GREY_DATASETS)
+
+
+def crop_face(image: np.ndarray, box: Box, spec: CropSpec) -> np.ndarray:
+  """The face in `box` as the dataset builder stored it: a square grown by the margin, at the stored size."""
+  return faces.crop_square(image, box, spec.stored_size, spec.margin)
+
+
+def prepare(crop: np.ndarray, spec: CropSpec) -> np.ndarray:
+  """A uint8 RGB face crop of any size -> uint8 (image_size, image_size, 3): `pipeline.preprocess_eval` without its
+  final scaling (which `model_input` does on the device, where the export does it too)."""
+  crop = np.asarray(crop)
+  if crop.ndim == 2:
+    crop = np.repeat(crop[..., None], 3, axis=-1)
+  if crop.ndim != 3 or crop.shape[-1] != 3 or crop.dtype != np.uint8:
+    raise errors.InputError(f'a face crop is {crop.dtype} of shape {crop.shape}; expected uint8 (H, W, 3) RGB',
+                            'pass images as uint8 RGB arrays, e.g. np.asarray(PIL.Image.open(path).convert("RGB"))')
+  if crop.shape[:2] != (spec.resize, spec.resize):
+    crop = np.asarray(Image.fromarray(crop).resize((spec.resize, spec.resize), Image.BILINEAR))
+  offset = (spec.resize - spec.image_size) // 2
+  return crop[offset:offset + spec.image_size, offset:offset + spec.image_size]
+
+
+def model_input(images: jax.Array, grey: bool) -> jax.Array:
+  """uint8 RGB (N, S, S, 3) -> float32 in [-1, 1], grey first for grey datasets (`pipeline.normalize`'s scale)."""
+  x = images.astype(jnp.float32)
+  if grey:
+    x = jnp.repeat(x @ jnp.asarray(LUMA, jnp.float32)[:, None], 3, axis=-1)
+  return x / 127.5 - 1.0
+
+
+# --- The trained net --------------------------------------------------------------------------------------------
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config of the run in `workdir`: config.json, else the one results.json carries."""
+  for name, key in ((CONFIG_JSON, None), (RESULTS_JSON, 'config')):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        value = json.load(f)
+      return ml_collections.ConfigDict(value if key is None else value[key])
+  raise errors.WorkdirError(f'{workdir}: neither {CONFIG_JSON} nor {RESULTS_JSON} found; expected the workdir of '
+                            'a finished run', 'pass the --workdir that `python -m fn2en_jax.main` trained in')
+
+
+def is_kfold(workdir: str) -> bool:
+  return os.path.isdir(os.path.join(workdir, 'fold_0')) and not os.path.isdir(os.path.join(workdir, 'b'))
+
+
+def resolve_workdir(workdir: str, fold: int | None) -> str:
+  """The single-fold run directory to read: `workdir` itself, or its fold `fold` (fold 0 by default)."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not os.path.isdir(workdir):
+    raise errors.WorkdirError(f'--workdir={workdir} does not exist', 'pass the workdir of a finished run')
+  if not is_kfold(workdir):
+    if fold is not None:
+      raise errors.ConfigError(f'--fold={fold}: {workdir} is a single-fold run (it has no fold_<i> folders)',
+                               'leave out --fold')
+    return workdir
+  folds = sorted(int(p.rsplit('_', 1)[1]) for p in glob.glob(os.path.join(workdir, 'fold_*')))
+  if fold is None:
+    fold = folds[0]
+    logging.warning('%s is a k-fold run; predicting with fold %d (pass --fold=i for another)', workdir, fold)
+  if fold not in folds:
+    raise errors.ConfigError(f'--fold={fold}: {workdir} has the folds {folds}', 'pass one of them')
+  return os.path.join(workdir, f'fold_{fold}')
+
+
+def class_names(workdir: str, stage: str) -> tuple[str, ...]:
+  """The expression names in label order, as the stage's evaluation recorded them."""
+  path = os.path.join(workdir, stage, 'summary.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return tuple(json.load(f)['class_names'])
+  path = os.path.join(workdir, RESULTS_JSON)
+  if os.path.exists(path):
+    with open(path) as f:
+      stages = json.load(f)['stages']
+    if stage in stages:
+      return tuple(stages[stage]['class_names'])
+  raise errors.WorkdirError(f'{os.path.join(workdir, stage)}: stage {stage!r} has no summary.json; it has not '
+                            'finished in this workdir', f'run it first, or pick another --stage of {STAGES}')
+
+
+def build_model(config: ml_collections.ConfigDict, stage: str, num_classes: int):
+  """The net a stage trained: the student for b and scratch, the fine-tuned face net for face."""
+  if stage in ('b', 'scratch'):
+    return expnet.from_config(config, num_classes)
+  if stage == 'face':
+    return face_nets.build(config.teacher, num_classes, models.dtype(config))
+  raise errors.ConfigError(f'--stage={stage!r}: expected one of {STAGES}', 'b is FN2EN, scratch the baseline '
+                           'trained from random initialisation, face the fine-tuned face net')
+
+
+def restore_variables(model, image_size: int, stage_dir: str) -> dict:
+  """The parameters and BatchNorm statistics of the newest checkpoint of `stage_dir` (not its optimizer state)."""
+  images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), images)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = {c: jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), v)
+            for c, v in shapes.items() if c in ('params', 'batch_stats') and v}
+  try:
+    path = checkpoint.latest_state_path(stage_dir)
+  except FileNotFoundError as e:
+    raise errors.WorkdirError(f'{stage_dir}: no finished checkpoint', 'run that stage first, or pick another '
+                              '--stage') from e
+  return checkpoint.restore_subset(path, target)
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+  box: Box
+  label: str
+  probabilities: np.ndarray
+
+
+class Predictor:
+  """A trained net with its preprocessing: face crops -> class probabilities, and photos -> faces."""
+
+  def __init__(self, model, variables: dict, class_names: Sequence[str], spec: CropSpec, *,
+               detector: Callable[[np.ndarray], Sequence[Box]] = detect, batch_size: int = BATCH_SIZE):
+    self.model, self.variables, self.spec = model, variables, spec
+    self.class_names = tuple(class_names)
+    self.detector, self.batch_size = detector, batch_size
+    self._forward = jax.jit(self.forward)
+
+  @classmethod
+  def from_workdir(cls, workdir: str, stage: str = 'b', *, fold: int | None = None, **kwargs) -> 'Predictor':
+    run_dir = resolve_workdir(workdir, fold)
+    config = load_config(run_dir)
+    names = class_names(run_dir, stage)
+    model = build_model(config, stage, len(names))
+    variables = restore_variables(model, config.data.image_size, os.path.join(run_dir, stage))
+    return cls(model, variables, names, crop_spec(config), **kwargs)
+
+  def forward(self, variables: dict, images: jax.Array) -> jax.Array:
+    """The pure function that is exported: uint8 (N, image_size, image_size, 3) -> float32 probabilities."""
+    logits = self.model.apply(variables, model_input(images, self.spec.grey), train=False)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+  def probabilities(self, images: np.ndarray) -> np.ndarray:
+    """uint8 (N, image_size, image_size, 3), already prepared -> (N, num_classes), in fixed padded batches."""
+    images = np.asarray(images, np.uint8)
+    out = []
+    for start in range(0, len(images), self.batch_size):
+      chunk = images[start:start + self.batch_size]
+      padded = np.concatenate([chunk, np.zeros((self.batch_size - len(chunk),) + chunk.shape[1:], np.uint8)])
+      out.append(np.asarray(self._forward(self.variables, padded))[:len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+  def __call__(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Face crops (uint8 RGB, any size, framed like the dataset's faces) -> (N, num_classes) probabilities."""
+    return self.probabilities(np.stack([prepare(c, self.spec) for c in crops]) if len(crops) else
+                              np.zeros((0, self.spec.image_size, self.spec.image_size, 3), np.uint8))
+
+  def crops(self, image: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
+    return [prepare(crop_face(image, box, self.spec), self.spec) for box in boxes]
+
+  def predict_faces(self, image: np.ndarray) -> list[Face]:
+    """Every face the detector finds in a uint8 RGB photo, with its expression."""
+    boxes = list(self.detector(image))
+    probs = self.probabilities(np.stack(self.crops(image, boxes))) if boxes else []
+    return [Face(tuple(box), self.class_names[int(np.argmax(p))], p) for box, p in zip(boxes, probs)]
+
+
+# --- Inputs -----------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Frame:
+  """One image to look at: a photo (frame None), or frame `frame` of a video or camera."""
+  file: str
+  frame: int | None
+  image: np.ndarray  # uint8 RGB
+  output: str | None  # where --annotate writes it, relative to OUT_DIR
+
+
+@dataclasses.dataclass
+class Source:
+  """An input file: its path, its name in the output, and whether it is a video."""
+  path: str
+  output: str
+  video: bool = False
+  camera: int | None = None
+
+
+class UnreadableInput(Exception):
+  pass
+
+
+def list_inputs(inputs: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:
+  """(path, output name) of every file to read, and the inputs that do not exist. A folder gives its images and
+  videos by extension, recursively, sorted; a file given by name is tried whatever its extension."""
+  files, missing = [], []
+  for entry in inputs:
+    if os.path.isdir(entry):
+      top = os.path.basename(os.path.normpath(entry))
+      for root, dirs, names in os.walk(entry):
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+        for name in sorted(names):
+          if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS) and not name.startswith('.'):
+            path = os.path.join(root, name)
+            files.append((path, os.path.join(top, os.path.relpath(path, entry))))
+    elif os.path.isfile(entry):
+      files.append((entry, os.path.basename(entry)))
+    else:
+      missing.append(entry)
+  return files, missing
+
+
+def _read_image(path: str) -> np.ndarray | None:
+  try:
+    with Image.open(path) as image:
+      return np.asarray(image.convert('RGB'))
+  except (OSError, ValueError, Image.DecompressionBombError):
+    return None
+
+
+def _frame_count(capture: cv2.VideoCapture) -> int:
+  return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+
+
+def open_source(path: str, output: str) -> tuple[Source, np.ndarray | None, int]:
+  """(source, its image if it is a photo, its number of frames); UnreadableInput if it is neither."""
+  image = _read_image(path)
+  if image is not None:
+    return Source(path, output), image, 1
+  capture = cv2.VideoCapture(path)
+  try:
+    if capture.isOpened() and capture.read()[0]:
+      return Source(path, output, video=True), None, max(1, _frame_count(capture))
+  finally:
+    capture.release()
+  raise UnreadableInput(path)
+
+
+def video_frames(source: Source, every: int, max_frames: int | None) -> Iterator[Frame]:
+  capture = cv2.VideoCapture(source.camera if source.camera is not None else source.path)
+  if not capture.isOpened():
+    raise errors.InputError(f'--camera={source.camera}: OpenCV cannot open that camera',
+                            'check that a webcam is connected and not used by another program; try --camera=1')
+  index = 0
+  try:
+    while max_frames is None or index < max_frames:
+      ok, bgr = capture.read()
+      if not ok:
+        break
+      if index % every == 0:
+        yield Frame(source.path, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), source.output)
+      index += 1
+  finally:
+    capture.release()
+
+
+# --- Output -----------------------------------------------------------------------------------------------------
+
+def record(frame: Frame, box: Box | None, class_names: Sequence[str], probs: np.ndarray | None) -> dict:
+  return {'file': frame.file, 'frame': frame.frame, 'box': None if box is None else list(box),
+          'label': None if probs is None else class_names[int(np.argmax(probs))],
+          'probabilities': None if probs is None else {n: float(p) for n, p in zip(class_names, probs)}}
+
+
+def text_line(rec: dict) -> str:
+  where = rec['file'] if rec['frame'] is None else f"{rec['file']} frame {rec['frame']}"
+  if rec['box'] is None:
+    return f'{where}: no face found'
+  probs = ' '.join(f'{n}={p:.3f}' for n, p in rec['probabilities'].items())
+  return f"{where}: box={','.join(map(str, rec['box']))} {rec['label']} ({probs})"
+
+
+def draw(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str]) -> np.ndarray:
+  """A BGR copy of the RGB `image` with each box and its label drawn (BGR: what cv2 writes)."""
+  out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+  thickness = max(1, min(image.shape[:2]) // 200)
+  for (x, y, w, h), label in zip(boxes, labels):
+    cv2.rectangle(out, (x, y), (x + w, y + h), (0, 255, 0), thickness)
+    scale = max(0.4, w / 200)
+    cv2.putText(out, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0), thickness,
+                cv2.LINE_AA)
+  return out
+
+
+class Annotator:
+  """Writes annotated photos as files and annotated videos (and camera streams) as MJPG .avi files."""
+
+  def __init__(self, out_dir: str):
+    self.out_dir = out_dir
+    self._writers: dict[str, cv2.VideoWriter] = {}
+    self.written: list[str] = []
+
+  def write(self, frame: Frame, source: Source, boxes: Sequence[Box], labels: Sequence[str]) -> None:
+    image = draw(frame.image, boxes, labels)
+    if not source.video:
+      path = os.path.join(self.out_dir, frame.output)
+      if os.path.splitext(path)[1].lower() not in ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'):
+        path += '.png'
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      if not cv2.imwrite(path, image):
+        raise errors.WorkdirError(f'--annotate: cannot write {path}', 'check that the folder is writable')
+      self.written.append(path)
+      return
+    writer = self._writers.get(source.output)
+    if writer is None:
+      path = os.path.join(self.out_dir, os.path.splitext(source.output)[0] + '.avi')
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      fps = source_fps(source)
+      writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), fps, (image.shape[1], image.shape[0]))
+      if not writer.isOpened():
+        raise errors.WorkdirError(f'--annotate: cannot write {path}', 'check that the folder is writable')
+      self._writers[source.output] = writer
+      self.written.append(path)
+    writer.write(image)
+
+  def close(self, source: Source | None = None) -> None:
+    keys = list(self._writers) if source is None else [source.output]
+    for key in keys:
+      if key in self._writers:
+        self._writers.pop(key).release()
+
+
+def source_fps(source: Source) -> float:
+  capture = cv2.VideoCapture(source.camera if source.camera is not None else source.path)
+  fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+  capture.release()
+  return fps if fps and fps > 0 else 25.0
+
+
+class Progress:
+  """A one-line progress bar on stderr, for inputs of more than `min_total` frames."""
+
+  def __init__(self, total: int, min_total: int = 2 * BATCH_SIZE, stream=None):
+    self.total, self.done = total, 0
+    self.stream = sys.stderr if stream is None else stream
+    self.enabled = total >= min_total
+    self.start = time.perf_counter()
+    self._shown = -1
+
+  def update(self, n: int = 1) -> None:
+    self.done += n
+    if not self.enabled:
+      return
+    percent = min(100, 100 * self.done // max(1, self.total))
+    if percent == self._shown:
+      return
+    self._shown = percent
+    rate = self.done / max(1e-9, time.perf_counter() - self.start)
+    bar = '#' * (percent // 5) + '.' * (20 - percent // 5)
+    self.stream.write(f'\r[{bar}] {self.done}/{self.total} frames, {rate:.1f}/s')
+    if percent == 100:
+      self.stream.write('\n')
+    self.stream.flush()
+
+
+class Batcher:
+  """Faces of consecutive frames, predicted in full batches of the predictor's batch size; each frame is handed to
+  `emit` once all its faces are predicted, in input order. A run of faceless frames after a pending face is held at
+  most `max_pending` frames before a padded batch flushes it."""
+
+  def __init__(self, predictor: Predictor, emit: Callable, max_pending: int = 4 * BATCH_SIZE):
+    self.predictor, self.emit, self.max_pending = predictor, emit, max_pending
+    self._frames: collections.deque = collections.deque()
+    self._queue: list = []  # (pending frame entry, face index, prepared crop)
+
+  def add(self, frame: Frame, source: Source, boxes: Sequence[Box], crops: Sequence[np.ndarray]) -> None:
+    entry = {'frame': frame, 'source': source, 'boxes': list(boxes),
+             'probs': np.zeros((len(boxes), len(self.predictor.class_names)), np.float32), 'left': len(boxes)}
+    self._frames.append(entry)
+    self._queue.extend((entry, j, crop) for j, crop in enumerate(crops))
+    size = self.predictor.batch_size
+    while len(self._queue) >= size:
+      self._run(self._queue[:size])
+      self._queue = self._queue[size:]
+    self._emit_ready()
+    if len(self._frames) > self.max_pending:
+      self.flush()
+
+  def flush(self) -> None:
+    if self._queue:
+      self._run(self._queue)
+      self._queue = []
+    self._emit_ready()
+
+  def _run(self, items) -> None:
+    probs = self.predictor.probabilities(np.stack([crop for _, _, crop in items]))
+    for (entry, j, _), p in zip(items, probs):
+      entry['probs'][j] = p
+      entry['left'] -= 1
+
+  def _emit_ready(self) -> None:
+    while self._frames and self._frames[0]['left'] == 0:
+      entry = self._frames.popleft()
+      self.emit(entry['frame'], entry['source'], entry['boxes'], entry['probs'])
+
+
+def predict(predictor: Predictor, inputs: Sequence[str], *, camera: int | None = None, as_json: bool = False,
+            annotate: str | None = None, every: int = 1, max_frames: int | None = None, out=None,
+            err=None) -> list[str]:
+  """Runs the CLI's work; writes the lines to `out` (stdout) and notes to `err` (stderr). Returns the inputs that
+  failed, each named on `err` as it fails."""
+  out = sys.stdout if out is None else out
+  err = sys.stderr if err is None else err
+  names = predictor.class_names
+  annotator = Annotator(annotate) if annotate else None
+  faceless: collections.Counter = collections.Counter()
+
+  def emit(frame: Frame, source: Source, boxes: Sequence[Box], probs: np.ndarray) -> None:
+    recs = [record(frame, box, names, p) for box, p in zip(boxes, probs)]
+    if not recs:
+      if source.video:
+        faceless[source.path] += 1
+      else:
+        recs = [record(frame, None, names, None)]
+    for rec in recs:
+      print(json.dumps(rec) if as_json else text_line(rec), file=out, flush=source.camera is not None)
+    if annotator is not None:
+      annotator.write(frame, source, boxes, [f'{r["label"]} {max(r["probabilities"].values()):.2f}'
+                                             for r in recs if r['box'] is not None])
+
+  batcher = Batcher(predictor, emit)
+  files, failed = list_inputs(inputs)
+  for path in failed:
+    print(f'error: {path}: no such file or folder', file=err, flush=True)
+  sources = []
+  for path, output in files:
+    try:
+      sources.append(open_source(path, output))
+    except UnreadableInput:
+      print(f'error: {path}: not an image or a video that PIL or OpenCV can decode', file=err, flush=True)
+      failed.append(path)
+  progress = Progress(sum(n if max_frames is None or not s.video else min(n, max_frames)
+                          for s, _, n in sources), stream=err)
+
+  def look(frame: Frame, source: Source) -> None:
+    boxes = list(predictor.detector(frame.image))
+    batcher.add(frame, source, boxes, predictor.crops(frame.image, boxes))
+    progress.update()
+
+  try:
+    for source, image, _ in sources:
+      if image is not None:
+        look(Frame(source.path, None, image, source.output), source)
+        continue
+      for frame in video_frames(source, every, max_frames):
+        look(frame, source)
+      if annotator is not None:
+        batcher.flush()  # the video's last frames must reach its writer before it closes
+        annotator.close(source)
+    if camera is not None:
+      batcher.flush()
+      source = Source(f'camera {camera}', f'camera_{camera}', video=True, camera=camera)
+      print(f'reading camera {camera}; Ctrl-C stops', file=err, flush=True)
+      try:
+        for frame in video_frames(source, every, max_frames):
+          look(frame, source)
+          batcher.flush()  # live: each frame's faces now, not once a batch is full
+      except KeyboardInterrupt:
+        pass
+    batcher.flush()
+  finally:
+    if annotator is not None:
+      annotator.close()
+  for path, count in faceless.items():
+    print(f'{path}: no face found in {count} frame(s)', file=err)
+  if annotator is not None:
+    print(f'annotated {len(annotator.written)} file(s) in {annotate}', file=err)
+  return failed
+
+
+# --- Command line -----------------------------------------------------------------------------------------------
+
+def define_flags() -> None:
+  """The command's flags; defined when it runs, not on import, so that other commands can import this module."""
+  flags.DEFINE_string('workdir', None, 'The workdir of a finished run (python -m fn2en_jax.main).')
+  flags.DEFINE_enum('stage', 'b', STAGES, 'Which trained net: b (FN2EN), scratch, or face (the fine-tuned face net).')
+  flags.DEFINE_integer('fold', None, 'k-fold workdirs: the fold whose net predicts (default: fold 0).')
+  flags.DEFINE_bool('json', False, 'JSON lines on stdout: file, frame, box, label, probabilities.')
+  flags.DEFINE_string('annotate', None, 'Write the images (and videos, as MJPG .avi) with boxes and labels drawn '
+                      'into this folder.')
+  flags.DEFINE_integer('camera', None, 'Read this webcam (OpenCV device index) until Ctrl-C.')
+  flags.DEFINE_integer('every', 1, 'Videos and camera: look at every n-th frame only.')
+  flags.DEFINE_integer('max_frames', None, 'Videos and camera: stop after this many frames each.')
+  flags.DEFINE_float('min_face', 0.1, 'Ignore faces smaller than this fraction of the shorter image side.')
+
+
+def main(argv: Sequence[str]) -> None:
+  inputs = list(argv[1:])
+  # Orbax logs every array it restores at INFO; stdout carries the predictions and stderr should carry only notes.
+  logging.set_verbosity(logging.WARNING)
+
+  def body() -> None:
+    f = flags.FLAGS
+    if f.workdir is None:
+      raise errors.ConfigError('--workdir is required', 'pass the workdir of a finished run')
+    if not inputs and f.camera is None:
+      raise errors.ConfigError('no INPUT given', 'name images, folders or videos, or pass --camera=0')
+    if f.every < 1:
+      raise errors.ConfigError(f'--every must be >= 1, got {f.every}', 'e.g. --every=5')
+    detector = functools.partial(detect, min_fraction=f.min_face)
+    predictor = Predictor.from_workdir(f.workdir, f.stage, fold=f.fold, detector=detector)
+    failed = predict(predictor, inputs, camera=f.camera, as_json=f.json, annotate=f.annotate, every=f.every,
+                     max_frames=f.max_frames)
+    if failed:
+      raise errors.InputError(f'{len(failed)} input(s) could not be read: {", ".join(failed)}',
+                              'pass images or videos that PIL or OpenCV decode; every other input was processed')
+
+  errors.boundary(body)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

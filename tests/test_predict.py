@@ -1,0 +1,221 @@
+"""Predict: a finished tiny run's nets on drawn photos with several faces, a video, a file that is not an image and a
+photo without a face; probabilities against the model applied to the training pipeline's own evaluation crops."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import fixtures_datasets as fx
+from conftest import REPO
+from fn2en_jax import errors, predict
+from fn2en_jax.data import faces, pipeline
+
+# Face centres (x, y) of the drawn photos: two faces side by side, and one.
+TWO = ((100, 130), (300, 130))
+ONE = ((160, 120),)
+
+
+def _photo(centres, height=260, width=420) -> np.ndarray:
+  """Drawn faces (each one `fx.drawn_face`, which the Haar cascade detects) pasted side by side."""
+  photo = np.full((height, width, 3), 60, np.uint8)
+  for cx, cy in centres:
+    face = fx.drawn_face(height, width, cx=cx, cy=cy, scale=0.8)
+    mask = np.abs(face.astype(int) - 60).sum(-1) > 0
+    photo[mask] = face[mask]
+  return photo
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+  root = tmp_path_factory.mktemp('predict_inputs')
+  paths = {'two': root / 'two.png', 'one': root / 'one.jpg', 'blank': root / 'blank.png',
+           'text': root / 'notes.txt', 'video': root / 'clip.avi'}
+  Image.fromarray(_photo(TWO)).save(paths['two'])
+  Image.fromarray(_photo(ONE, 240, 320)).save(paths['one'], quality=95)
+  Image.fromarray(np.full((200, 300, 3), 60, np.uint8)).save(paths['blank'])
+  paths['text'].write_text('not an image\n')
+  # Five frames of a face moving right; frame 3 has no face.
+  writer = cv2.VideoWriter(str(paths['video']), cv2.VideoWriter_fourcc(*'MJPG'), 10, (320, 240))
+  for i in range(5):
+    frame = _photo(((110 + 20 * i, 120),), 240, 320) if i != 3 else np.full((240, 320, 3), 60, np.uint8)
+    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+  writer.release()
+  return paths
+
+
+@pytest.fixture(scope='module')
+def predictor(tiny_run):
+  return predict.Predictor.from_workdir(str(tiny_run[0]), 'b')
+
+
+def _decoded(path) -> np.ndarray:
+  return np.asarray(Image.open(path).convert('RGB'))
+
+
+def _video_frames(path) -> list[np.ndarray]:
+  capture, frames = cv2.VideoCapture(str(path)), []
+  while True:
+    ok, bgr = capture.read()
+    if not ok:
+      return frames
+    frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def _reference(predictor, image, boxes) -> np.ndarray:
+  """The model on the crops the training pipeline makes: the builder's square crop, then `preprocess_eval`."""
+  spec = predictor.spec
+  crops = [pipeline.preprocess_eval(faces.crop_square(image, box, spec.stored_size, spec.margin), spec.image_size,
+                                    spec.resize) for box in boxes]
+  logits = predictor.model.apply(predictor.variables, np.stack(crops), train=False)
+  return np.asarray(jax.nn.softmax(logits, axis=-1))
+
+
+def test_the_workdir_fixes_the_preprocessing(predictor, tiny_run):
+  config = json.loads((tiny_run[0] / 'config.json').read_text())
+  data = config['data']
+  assert predictor.spec.image_size == data['image_size'] == 32
+  assert predictor.spec.resize == round(data['image_size'] * data['crop_scale'])
+  assert predictor.spec.stored_size == data['synth']['image_size']  # what the synth_faces builder stored
+  assert not predictor.spec.grey
+  summary = json.loads((tiny_run[0] / 'b' / 'summary.json').read_text())
+  assert list(predictor.class_names) == summary['class_names']
+
+
+def test_crops_of_the_evaluation_set_reproduce_the_stage_evaluation(predictor, tiny_run):
+  """The stored evaluation faces through `Predictor.__call__` give the confusion matrix stage b recorded: the same
+  preprocessing, the same final weights."""
+  workdir, data_dir, _ = tiny_run
+  config = predict.load_config(str(workdir))
+  examples = pipeline.load(config.data, config.data.split, data_dir=str(data_dir))
+  _, test = pipeline.subject_split(examples, config.data.fold, config.data.num_folds)
+  probs = predictor([test[i]['image'] for i in range(len(test))])
+  np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+  counts = np.zeros((len(predictor.class_names),) * 2, int)
+  np.add.at(counts, (test.labels, probs.argmax(-1)), 1)
+  summary = json.loads((workdir / 'b' / 'summary.json').read_text())
+  np.testing.assert_array_equal(counts, summary['confusion_matrix'])
+
+
+def test_predict_faces_finds_every_face_and_matches_the_model(predictor, inputs):
+  image = _decoded(inputs['two'])
+  found = predictor.predict_faces(image)
+  assert len(found) == 2
+  for face, (cx, cy) in zip(found, TWO):  # left to right
+    x, y, w, h = face.box
+    assert abs(x + w / 2 - cx) < 12 and abs(y + h / 2 - cy) < 20
+    assert face.label == predictor.class_names[int(np.argmax(face.probabilities))]
+  probs = np.stack([f.probabilities for f in found])
+  np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(probs, _reference(predictor, image, [f.box for f in found]), atol=1e-6)
+  assert predictor.predict_faces(_decoded(inputs['blank'])) == []
+
+
+def test_faces_are_batched_across_frames_in_input_order_with_one_compilation(tiny_run, inputs):
+  """A batch of 4 and frames of 2, 1 and 2 faces: batches split frames, each frame still gets its own faces."""
+  small = predict.Predictor.from_workdir(str(tiny_run[0]), 'b', batch_size=4)
+  images = [_decoded(inputs['two']), _decoded(inputs['one']), _decoded(inputs['two'])]
+  emitted = []
+  batcher = predict.Batcher(small, lambda frame, source, boxes, probs: emitted.append((frame.file, boxes, probs)))
+  for i, image in enumerate(images):
+    boxes = predict.detect(image)
+    batcher.add(predict.Frame(f'image{i}', None, image, None), predict.Source(f'image{i}', ''), boxes,
+                small.crops(image, boxes))
+  # The first batch of 4 held the faces of images 0 and 1 and one of image 2's: image 2 waits for its second face.
+  assert [e[0] for e in emitted] == ['image0', 'image1']
+  batcher.flush()
+  assert [e[0] for e in emitted] == ['image0', 'image1', 'image2']
+  for (_, boxes, probs), image in zip(emitted, images):
+    assert len(boxes) == len(predict.detect(image))
+    np.testing.assert_allclose(probs, _reference(small, image, boxes), atol=1e-6)
+  assert small._forward._cache_size() == 1  # pylint: disable=protected-access
+
+
+def test_cli_on_photos_a_video_a_text_file_and_a_faceless_photo(predictor, tiny_run, inputs, tmp_path):
+  out = tmp_path / 'annotated'
+  cmd = [sys.executable, '-m', 'fn2en_jax.predict', f'--workdir={tiny_run[0]}', '--json', f'--annotate={out}',
+         str(inputs['two']), str(inputs['blank']), str(inputs['text']), str(inputs['video'])]
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == errors.INPUT, done.stderr[-3000:]
+  errors_named = [line for line in done.stderr.splitlines() if 'notes.txt' in line]
+  assert errors_named and errors_named[0].startswith(f'error: {inputs["text"]}: not an image or a video')
+  rows = [json.loads(line) for line in done.stdout.splitlines()]
+  by_file = {}
+  for row in rows:
+    by_file.setdefault(os.path.basename(row['file']), []).append(row)
+  assert set(by_file) == {'two.png', 'blank.png', 'clip.avi'}
+  assert by_file['blank.png'] == [{'file': str(inputs['blank']), 'frame': None, 'box': None, 'label': None,
+                                   'probabilities': None}]
+  two = _decoded(inputs['two'])
+  assert [r['frame'] for r in by_file['two.png']] == [None, None]
+  boxes = [tuple(r['box']) for r in by_file['two.png']]
+  assert boxes == predict.detect(two)
+  frames = _video_frames(inputs['video'])
+  with_faces = [i for i, frame in enumerate(frames) if predict.detect(frame)]
+  assert 3 not in with_faces and len(with_faces) >= 3  # frame 3 is blank; MJPG may cost the cascade another one
+  assert [r['frame'] for r in by_file['clip.avi']] == with_faces
+  assert f'clip.avi: no face found in {len(frames) - len(with_faces)} frame(s)' in done.stderr
+  for row in rows:
+    if row['box'] is None:
+      continue
+    probs = np.array([row['probabilities'][n] for n in predictor.class_names])
+    assert row['label'] == predictor.class_names[int(probs.argmax())]
+    np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-5)
+    image = two if row['frame'] is None else frames[row['frame']]
+    np.testing.assert_allclose(probs, _reference(predictor, image, [tuple(row['box'])])[0], atol=1e-6)
+  # The annotated photo has its boxes drawn in green; the annotated video has every frame.
+  drawn = _decoded(out / 'two.png')
+  assert drawn.shape == two.shape
+  x, y, w, h = boxes[0]
+  np.testing.assert_array_equal(drawn[y + h // 2, x], [0, 255, 0])
+  assert len(_video_frames(out / 'clip.avi')) == len(frames) == 5
+
+
+def test_text_output_and_a_missing_input(tiny_run, inputs):
+  cmd = [sys.executable, '-m', 'fn2en_jax.predict', f'--workdir={tiny_run[0]}', str(inputs['one']),
+         str(inputs['blank']), str(inputs['one']) + '.missing']
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == errors.INPUT, done.stderr[-3000:]
+  lines = done.stdout.splitlines()
+  assert len(lines) == 2
+  assert lines[0].startswith(f'{inputs["one"]}: box=') and 'neutral=' in lines[0]
+  assert lines[1] == f'{inputs["blank"]}: no face found'
+  assert f'error: {inputs["one"]}.missing: no such file or folder' in done.stderr
+  assert 'remedy: ' in done.stderr
+
+
+def test_k_fold_workdirs_and_runs_written_before_config_json(tiny_run, tmp_path, caplog):
+  workdir = tiny_run[0]
+  kfold = tmp_path / 'kfold'
+  kfold.mkdir()
+  for i in (0, 1):
+    (kfold / f'fold_{i}').symlink_to(workdir, target_is_directory=True)
+  assert predict.resolve_workdir(str(kfold), None) == str(kfold / 'fold_0')
+  assert 'predicting with fold 0' in caplog.text
+  assert predict.resolve_workdir(str(kfold), 1) == str(kfold / 'fold_1')
+  with pytest.raises(errors.ConfigError, match=r'--fold=5: .* has the folds \[0, 1\]'):
+    predict.resolve_workdir(str(kfold), 5)
+  with pytest.raises(errors.ConfigError, match='is a single-fold run'):
+    predict.resolve_workdir(str(workdir), 0)
+  # A run from before config.json: the config that results.json carries.
+  old = tmp_path / 'old'
+  old.mkdir()
+  (old / 'results.json').write_text((workdir / 'results.json').read_text())
+  assert predict.load_config(str(old)).data.to_dict() == predict.load_config(str(workdir)).data.to_dict()
+  with pytest.raises(errors.WorkdirError, match='neither config.json nor results.json'):
+    predict.load_config(str(tmp_path))
+
+
+def test_grey_datasets_see_grey_faces():
+  rgb = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+  grey = np.asarray(predict.model_input(rgb, grey=True))
+  expected = cv2.cvtColor(rgb.reshape(16, 8, 3), cv2.COLOR_RGB2GRAY).reshape(2, 8, 8) / 127.5 - 1
+  np.testing.assert_allclose(grey[..., 0], expected, atol=1 / 127.5)  # cv2 rounds to integers, this does not
+  assert (grey == grey[..., :1]).all()
+  np.testing.assert_allclose(np.asarray(predict.model_input(rgb, grey=False)), pipeline.normalize(rgb), atol=1e-6)
