@@ -9,7 +9,7 @@ data without VGG-Face weights (the face net installs with pip: `face_recognition
 The net was trained on 150x150 face chips, so the whole pipeline runs at 150x150. Stage a regresses the teacher's
 `res4` map (the residual level before the last, late but still spatial: the counterpart of VGG's pool5), 4x4x256 at
 150 px, the spatial size of the student's pool5 (4x4x512): a 1x1 adapter maps the student's 512 channels to 256
-(DESIGN.md section 1). Not a paper row: the paper's teacher is VGG-Face.
+(docs/design.md, "The method"). Not a paper row: the paper's teacher is VGG-Face.
 Hyper-parameters, reconstructed: fn2en_jax/recipe.py. On GPU/TPU add `--config.dtype=bfloat16`.
 """
 

@@ -1,11 +1,11 @@
-"""Every fold of a protocol, one after another, and the report of their mean and spread beside the paper.
+"""The report of a k-fold run: every fold's results, their mean and spread, beside the paper's numbers.
 
   python -m fn2en_jax.main --config=configs/ck_plus.py --workdir=DIR --config.data.fold=-1 ...
 
-`main.run` calls `run` when `config.data.fold == -1`. Fold i runs as an ordinary single-fold run (the config with
-`data.fold=i`) in DIR/fold_<i>/, which writes its own results.md/json; a fold whose results.json was written by
-exactly that config is not run again. Then DIR/kfold.md and DIR/kfold.json hold each fold's accuracy and mean
-per-class accuracy for each row (scratch, face fine-tune, FN2EN), their mean and standard deviation, and the
+`experiment.run_folds` runs fold i as an ordinary single-fold run (the config with `data.fold=i`) in
+DIR/fold_<i>/, which writes its own results.md/json; a fold whose results.json was written by exactly that config
+is not run again. Then `write_report` puts DIR/kfold.md and DIR/kfold.json beside them: each fold's accuracy and
+mean per-class accuracy for each row (scratch, face fine-tune, FN2EN), their mean and standard deviation, and the
 paper's number (`config.paper`, in percent, keyed 'scratch', 'face', 'fn2en').
 
 The face_pretrain stage does not depend on the fold: when config.stages has it, it is trained once in
@@ -18,16 +18,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from typing import Callable
-
 import jax
 import ml_collections
-from absl import logging
 
-from fn2en_jax import evaluate
-from fn2en_jax.models import face_nets
-from fn2en_jax.stages import common
-from fn2en_jax.train import checkpoint, loop, parallel
+from fn2en_jax import errors, evaluate
 
 # The paper's name for each results row, by the stage that fills it (evaluate.ROWS).
 PAPER_KEYS = {'scratch': 'scratch', 'face': 'face', 'b': 'fn2en'}
@@ -46,7 +40,7 @@ def fold_config(config: ml_collections.ConfigDict, fold: int) -> ml_collections.
   return cfg
 
 
-def _as_json(value):
+def as_json(value):
   return json.loads(json.dumps(value))
 
 
@@ -57,64 +51,19 @@ def finished_summaries(workdir: str, config: ml_collections.ConfigDict) -> dict[
     return None
   with open(path) as f:
     results = json.load(f)
-  return results['stages'] if results['config'] == _as_json(config.to_dict()) else None
+  return results['stages'] if results['config'] == as_json(config.to_dict()) else None
 
 
-def export_face_net(config: ml_collections.ConfigDict, stage_dir: str, output: str) -> None:
-  """Writes the face net trained in `stage_dir` (a face_pretrain stage) as a face-net directory, without its
-  identity classifier, as `python -m fn2en_jax.convert` writes a converted one."""
-  teacher = config.teacher
-  model = face_nets.build(teacher, num_classes=1, dtype=common.dtype(config))
-  variables = common.abstract_variables(model, config.face_data.image_size, parallel.make_mesh())
-  kept = face_nets.without_classifier(teacher.model, variables)
-  restored = checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), kept)
-  face_nets.save(output, teacher.model, face_nets.model_kwargs(teacher), restored['params'],
-                 config.face_data.image_size, batch_stats=restored.get('batch_stats'))
-
-
-def pretrain_face_net(config: ml_collections.ConfigDict, workdir: str, run_stage: Callable) -> str:
-  """Trains face_pretrain once for all folds (or finds it trained) and returns the exported face net's path."""
-  output = os.path.join(workdir, FACE_NET)
-  finished = loop.is_finished(workdir, 'face_pretrain', config.stage_face_pretrain.num_steps)
-  if finished and os.path.exists(os.path.join(output, face_nets.META)):
-    return output
-  data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
-  run_stage(config, 'face_pretrain', workdir, parallel.make_mesh(), data_dir)
-  export_face_net(config, os.path.join(workdir, 'face_pretrain'), output)
-  logging.info('face_pretrain: exported the face net for every fold to %s', output)
-  return output
-
-
-def run(config: ml_collections.ConfigDict, workdir: str, *, run_fold: Callable, run_stage: Callable) -> dict:
-  """Runs folds 0 .. data.num_folds-1 and writes kfold.md and kfold.json; returns the report.
-
-  `run_fold(config, workdir)` and `run_stage(config, name, workdir, mesh, data_dir)` are `main.run` and
-  `main.run_stage` (passed in: main is usually `__main__`, and importing it again would define its flags twice).
-  """
-  paper = config.get('paper')
-  paper = paper.to_dict() if paper is not None else {}
-  unknown = sorted(set(paper) - set(PAPER_KEYS.values()))
+def validate(config: ml_collections.ConfigDict) -> None:
+  unknown = sorted(set(config.paper) - set(PAPER_KEYS.values()))
   if unknown:
-    raise ValueError(f'config.paper: unknown row(s) {unknown}; expected some of {sorted(PAPER_KEYS.values())}')
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
-  base = config.copy_and_resolve_references()
-  if 'face_pretrain' in base.stages:
-    base.teacher.init = pretrain_face_net(base, workdir, run_stage)
-    base.stages = tuple(s for s in base.stages if s != 'face_pretrain')
+    raise errors.ConfigError(f'config.paper: unknown row(s) {unknown}; expected some of '
+                             f'{sorted(PAPER_KEYS.values())}', 'fix the row names in the config file')
 
-  folds = []
-  for fold in range(base.data.num_folds):
-    cfg, directory = fold_config(base, fold), fold_dir(workdir, fold)
-    summaries = finished_summaries(directory, cfg)
-    if summaries is None:
-      logging.info('fold %d of %d: running in %s', fold, base.data.num_folds, directory)
-      summaries = _as_json(run_fold(cfg, directory))
-    else:
-      logging.info('fold %d of %d: finished before, read from %s', fold, base.data.num_folds, directory)
-    folds.append(summaries)
 
-  report = summarize(folds, paper, base)
+def write_report(workdir: str, folds: list[dict[str, dict]], config: ml_collections.ConfigDict) -> dict:
+  """Writes kfold.json and kfold.md (process 0 only) and returns the report."""
+  report = summarize(folds, config.paper.to_dict(), config)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, f'{REPORT}.json'), 'w') as f:
       json.dump(report, f, indent=2)

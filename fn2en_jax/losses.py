@@ -6,6 +6,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fn2en_jax import errors
+
+REDUCTIONS = ('sum', 'mean')
+
+
+def validate_lp(p, reduction: str, field: str = 'stage_a') -> None:
+  """The two choices of eq. 3: p (1 or 2) and how a feature map's elements are reduced."""
+  if p not in (1, 2):
+    raise errors.ConfigError(f'config.{field}.p must be 1 or 2, got {p!r}', f'set --config.{field}.p=2 (the paper)')
+  if reduction not in REDUCTIONS:
+    raise errors.ConfigError(f'config.{field}.reduction must be one of {list(REDUCTIONS)}, got {reduction!r}',
+                             f"set --config.{field}.reduction='sum' (the paper)")
+
 
 def lp_regression(student_map: jax.Array, teacher_map: jax.Array, p: int = 2,
                   reduction: str = 'sum') -> jax.Array:
@@ -16,10 +29,7 @@ def lp_regression(student_map: jax.Array, teacher_map: jax.Array, p: int = 2,
   constant), or averaged over them (reduction='mean', the same minimiser with a learning rate that does not depend
   on the map's size). Computed in float32 whatever the activations' dtype.
   """
-  if p not in (1, 2):
-    raise ValueError(f'lp_regression: p must be 1 or 2, got {p!r}')
-  if reduction not in ('sum', 'mean'):
-    raise ValueError(f"lp_regression: reduction must be 'sum' or 'mean', got {reduction!r}")
+  validate_lp(p, reduction)
   if student_map.shape != teacher_map.shape:
     raise ValueError(f'lp_regression: student map {student_map.shape} != teacher map {teacher_map.shape}')
   diff = student_map.astype(jnp.float32) - teacher_map.astype(jnp.float32)

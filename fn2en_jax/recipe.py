@@ -1,6 +1,6 @@
 """The training recipe that every real-dataset config in configs/ starts from: the paper's stages at 224x224.
 
-Reconstructed, not from the paper: the paper (and its poster, DESIGN.md section 1) says the nets were trained with
+Reconstructed, not from the paper: the paper (and its poster, see docs/design.md) says the nets were trained with
 SGD but gives no learning rates, batch sizes or schedules. What is here is the usual practice of its time for each
 kind of training, at batch 32, with a cosine schedule after one epoch of warmup:
 
@@ -18,7 +18,7 @@ kind of training, at batch 32, with a cosine schedule after one epoch of warmup:
 Epochs become steps through `train_size`, the approximate number of training examples in one fold, which each
 config states. Activations stay float32 (what CPUs run); on GPU/TPU add `--config.dtype=bfloat16`.
 
-The face net is not at hand by default: `teacher.init` is a required placeholder, and `main.validate` stops a
+The face net is not at hand by default: `teacher.init` stays '' (unset), and `experiment.validate` stops a
 run without it, saying how to convert VGG-Face (docs/face_nets.md). Alternatively add `face_pretrain` to
 `config.stages` and name an identity dataset in `config.face_data` (a TFDS builder with image, label = identity,
 subject): the face net is then trained here first, once for all folds of a k-fold run.
@@ -45,7 +45,6 @@ def get_config(*, train_size: int, epochs: dict[str, int] | None = None,
   """`data`: the `config.data` fields of the dataset and its protocol; `epochs` overrides some of EPOCHS."""
   config = defaults.get_config()
   config.stages = ('face', 'a', 'b', 'scratch')
-  config.teacher.init = ml_collections.config_dict.placeholder(str)  # required: see the module docstring
   config.data.update(dict(image_size=224, **data))
   config.face_data.update(dict(name='', config='', split='train', image_size=224))
   steps_per_epoch = max(train_size // BATCH_SIZE, 1)

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 
 import fixtures_datasets as fx
-from fn2en_jax import main
+from fn2en_jax import experiment
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
-from fn2en_jax.stages import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
+# configs/bench.py configures `python -m fn2en_jax.bench`, not an experiment (tests/test_bench.py has it).
+CONFIGS = sorted(p for p in glob.glob(os.path.join(REPO, 'configs', '*.py')) if not p.endswith('bench.py'))
 BASIC7 = ('anger', 'disgust', 'fear', 'happy', 'sadness', 'surprise', 'neutral')
-# DESIGN.md section 1, typed in here independently of the configs.
+# The paper's tables (docs/design.md), typed in here independently of the configs.
 PAPER = {'ck_plus': {'scratch': 88.7, 'face': 89.9, 'fn2en': 96.8}, 'ck_plus_6': {'fn2en': 98.6},
          'oulu_casia': {'scratch': 76.87, 'face': 83.26, 'fn2en': 87.71},
          'tfd': {'scratch': 82.5, 'face': 86.7, 'fn2en': 88.9},
@@ -86,7 +86,7 @@ def test_config_run_command_parses_and_validates(path, tmp_path):
   if config.teacher.init:  # the command names a converted face net: put one (its description) there
     face_nets.write_meta(config.teacher.init, config.teacher.model, face_nets.model_kwargs(config.teacher),
                          config.data.image_size)
-  main.validate(config)
+  experiment.validate(config)
   if name != 'demo':
     assert 'python -m fn2en_jax.data.build' in module.__doc__
     assert tuple(config.stages) == ('face', 'a', 'b', 'scratch')
@@ -109,12 +109,12 @@ def test_paper_configs_state_the_protocol_and_the_papers_numbers(name):
 def test_a_missing_face_net_fails_early_and_says_how_to_get_one(name):
   config = _module(os.path.join(REPO, 'configs', f'{name}.py')).get_config()
   with pytest.raises(ValueError, match='teacher.init') as error:
-    main.validate(config)
+    experiment.validate(config)
   assert 'python -m fn2en_jax.convert vgg_face' in str(error.value) and 'docs/face_nets.md' in str(error.value)
   # ... unless the face net is trained here, on an identity dataset.
   config.stages = ('face_pretrain',) + tuple(config.stages)
   config.face_data.name = 'my_identities'
-  main.validate(config)
+  experiment.validate(config)
 
 
 def _sfew_scratch():
@@ -138,14 +138,14 @@ def test_protocol_fields_are_validated(change, message):
   config = _sfew_scratch()
   config.data.update(change)
   with pytest.raises(ValueError, match=message):
-    main.validate(config)
+    experiment.validate(config)
 
 
 def test_face_pretrain_needs_an_identity_dataset():
   config = _sfew_scratch()
   config.stages = ('face_pretrain', 'face')
   with pytest.raises(ValueError, match='face_data.name'):
-    main.validate(config)
+    experiment.validate(config)
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_tfd_official_folds_split_exactly(tmp_path, data_dir, valid_in_train):
   train_codes = (1, 2) if valid_in_train else (1,)
   for fold in range(5):
     config.data.fold = fold
-    train, test = common.expression_splits(config, data_dir)
+    train, test = pipeline.protocol_splits(config.data, data_dir)
     assert _rows(train) == sorted(row[i] for i in labelled if fx.TFD_FOLDS[i, fold] in train_codes)
     assert _rows(test) == sorted(row[i] for i in labelled if fx.TFD_FOLDS[i, fold] == 3)
     assert (test.fold_codes[:, fold] == 3).all()
@@ -180,7 +180,7 @@ def test_tfd_folds_on_a_dataset_without_them_fail_clearly(tmp_path, data_dir):
   config = _module(os.path.join(REPO, 'configs', 'ck_plus_48.py')).get_config()
   config.data.update(dict(manual_dir=str(tmp_path / 'ck48'), protocol='tfd_folds', num_folds=5))
   with pytest.raises(ValueError, match="needs TFD's official folds"):
-    common.expression_splits(config, data_dir)
+    pipeline.protocol_splits(config.data, data_dir)
 
 
 def test_sfew_with_fer2013_extra_training_data(tmp_path, data_dir):
@@ -190,7 +190,7 @@ def test_sfew_with_fer2013_extra_training_data(tmp_path, data_dir):
   fx.write_fer2013(tmp_path / 'fer2013', fer_rows)
   config = _module(os.path.join(REPO, 'configs', 'sfew_fer2013.py')).get_config()
   config.data.update(dict(manual_dir=str(tmp_path / 'sfew'), extra_manual_dir=str(tmp_path / 'fer2013')))
-  train, test = common.expression_splits(config, data_dir)
+  train, test = pipeline.protocol_splits(config.data, data_dir)
   # FER2013's subject is its CSV line: the header is line 1.
   fer_train = [(f'line{i + 2:05d}', BASIC7[int(emotion)]) for i, (emotion, _, usage) in enumerate(fer_rows)
                if usage == 'Training']
@@ -215,4 +215,4 @@ def test_extra_training_data_with_other_labels_fails_clearly(tmp_path, data_dir)
                           extra_train=('ck_plus_48:train',)))
   with pytest.raises(ValueError, match=r"data.extra_train: 'ck_plus_48:train' has the labels \['anger', "
                                        r"'contempt'.*must match exactly"):
-    common.expression_splits(config, data_dir)
+    pipeline.protocol_splits(config.data, data_dir)

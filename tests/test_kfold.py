@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fixtures_datasets as fx
-from fn2en_jax import kfold
+from fn2en_jax import experiment, kfold
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = {'Train from scratch (BN)': 'scratch', 'Face net fine-tune (baseline)': 'face', 'FN2EN': 'b'}
@@ -76,7 +76,8 @@ def synth_kfold(tmp_path_factory):
 
 def test_synth_kfold_runs_every_fold_and_reports_them(synth_kfold):
   workdir, _, stdout = synth_kfold
-  assert sorted(os.listdir(workdir)) == ['face_net', 'face_pretrain', 'fold_0', 'fold_1', 'kfold.json', 'kfold.md']
+  assert sorted(os.listdir(workdir)) == ['config.json', 'face_net', 'face_pretrain', 'fold_0', 'fold_1', 'kfold.json',
+                                     'kfold.md']
   with open(workdir / 'face_net' / 'face_net.json') as f:
     assert json.load(f)['model'] == 'vgg_face'
   for fold in range(2):
@@ -154,8 +155,9 @@ def test_summarize_against_numpy():
 def test_unknown_paper_row_fails_before_any_training(tmp_path):
   config = _ck_plus_config()
   config.paper.vgg = 90.0
+  config.stages = ('scratch',)  # no face net needed: the paper's rows are what is wrong here
   with pytest.raises(ValueError, match=r"config.paper: unknown row\(s\) \['vgg'\]"):
-    kfold.run(config, str(tmp_path), run_fold=None, run_stage=None)
+    experiment.run(config, str(tmp_path))
   assert not os.listdir(tmp_path)
 
 

@@ -10,10 +10,11 @@ import orbax.checkpoint as ocp
 import pytest
 import tiny_config
 
-from fn2en_jax import main as fn2en_main
+from fn2en_jax import experiment
+from fn2en_jax import stages
+from fn2en_jax.models import expnet
 from fn2en_jax.stages import b as stage_b
-from fn2en_jax.stages import common
-from fn2en_jax.train import checkpoint, parallel
+from fn2en_jax.train import checkpoint, parallel, state as train_state
 
 STAGES = ('face_pretrain', 'face', 'a', 'b', 'scratch')
 ROWS = ('Train from scratch (BN)', 'Face net fine-tune (baseline)', 'FN2EN')
@@ -72,7 +73,8 @@ def test_stage_b_starts_from_the_stage_a_trunk_with_a_fresh_head(tiny_run):
   workdir, data_dir, _ = tiny_run
   config = _tiny_config(data_dir)
   mesh = parallel.make_mesh()
-  b = stage_b.setup(config, str(workdir), mesh, str(data_dir))
+  ctx = stages.Context(name='b', workdir=str(workdir), data_dir=str(data_dir), mesh=mesh, seed=config.seed)
+  b = stage_b.setup(config, ctx)
   with ocp.PyTreeCheckpointer() as ckpt:
     a_final = ckpt.restore(checkpoint.latest_state_path(str(workdir / 'a')))
   initial = jax.device_get(b.state)
@@ -82,8 +84,8 @@ def test_stage_b_starts_from_the_stage_a_trunk_with_a_fresh_head(tiny_run):
                  a_final[collection]['trunk'])
   assert set(a_final['params']) == {'trunk', 'adapter'} or set(a_final['params']) == {'trunk'}
   # The head is the fresh initialisation of b's own seed, and nothing of a's adapter came along.
-  fresh = common.init_variables(common.student(config, 8), jax.random.fold_in(jax.random.key(config.seed), 3),
-                                config.data.image_size)
+  fresh = train_state.init_variables(expnet.from_config(config, 8, axis_name=parallel.AXIS),
+                                     stages.stage_rng(config.seed, 'b'), config.data.image_size)
   jax.tree.map(np.testing.assert_array_equal, initial.params['head'], fresh['params']['head'])
   assert set(initial.params) == {'trunk', 'head'}
   # And b's training moved away from that start (the comparison above is not against b's final state).
@@ -100,7 +102,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_run):
   shutil.copytree(workdir / 'scratch', tmp_path / 'scratch')
   shutil.rmtree(tmp_path / 'scratch' / '4')
   os.remove(tmp_path / 'scratch' / 'summary.json')
-  fn2en_main.run(config, str(tmp_path))
+  experiment.run(config, str(tmp_path))
   with ocp.PyTreeCheckpointer() as ckpt:
     straight = ckpt.restore(checkpoint.latest_state_path(str(workdir / 'scratch')))
     resumed = ckpt.restore(checkpoint.latest_state_path(str(tmp_path / 'scratch')))
@@ -116,7 +118,7 @@ def test_a_diverging_stage_stops_with_a_clear_error(tmp_path, tiny_run):
   config.stages = ('scratch',)
   config.stage_scratch.update(dict(optimizer='sgd', learning_rate=1e30, warmup_steps=0, schedule='constant'))
   with pytest.raises(FloatingPointError, match='scratch: training diverged at step 2'):
-    fn2en_main.run(config, str(tmp_path / 'nan'))
+    experiment.run(config, str(tmp_path / 'nan'))
 
 
 @pytest.mark.parametrize('field, value, message', [
@@ -132,4 +134,26 @@ def test_bad_config_fails_early_naming_the_field(tmp_path, field, value, message
   node, _, leaf = field.rpartition('.')
   (config[node] if node else config)[leaf] = value
   with pytest.raises(ValueError, match=message):
-    fn2en_main.validate(config)
+    experiment.validate(config)
+
+
+def test_stage_reads_and_the_order_checks_agree():
+  # Every stage that READS another runs after it in the default order, and listing it first is refused, naming both.
+  assert stages.STREAMS == STAGES
+  for name, module in stages.STAGES.items():
+    assert module.NAME == name
+    if module.READS is not None:
+      assert STAGES.index(module.READS) < STAGES.index(name)
+      assert stages.order_errors((name, module.READS)) == [
+          f'{name!r} reads the checkpoint of {module.READS!r}, so it must come after it']
+      assert stages.order_errors((module.READS, name)) == []
+  assert {n: m.READS for n, m in stages.STAGES.items()} == {'face_pretrain': None, 'face': 'face_pretrain',
+                                                             'a': 'face', 'b': 'a', 'scratch': None}
+
+
+def test_every_stage_has_its_own_random_stream():
+  keys = [jax.random.key_data(stages.stage_rng(0, name)) for name in STAGES]
+  assert len({tuple(np.asarray(k).ravel()) for k in keys}) == len(STAGES)
+  # The stream of a stage does not depend on which other stages run: it is the seed folded with a fixed number.
+  np.testing.assert_array_equal(jax.random.key_data(stages.stage_rng(3, 'b')),
+                                jax.random.key_data(jax.random.fold_in(jax.random.key(3), 3)))

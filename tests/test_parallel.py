@@ -8,22 +8,23 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from fn2en_jax import defaults
-from fn2en_jax.stages import common
-from fn2en_jax.train import parallel
+from fn2en_jax.models import expnet
+from fn2en_jax.stages import classification
+from fn2en_jax.train import parallel, state as train_state
 
 
 def _setup(dropout):
   config = ml_collections.ConfigDict({'student': dict(widths=(4, 8, 8, 8, 8), fc_dim=16, dropout=dropout),
                                       'dtype': 'float32'})
-  model = common.student(config, num_classes=5)
+  model = expnet.from_config(config, num_classes=5, axis_name=parallel.AXIS)
   hp = defaults.stage_config(optimizer='sgd', learning_rate=0.1, momentum=0.9, weight_decay=1e-3, num_steps=3)
   rng = jax.random.key(0)
-  state = common.create_state(model, common.init_variables(model, rng, 32), hp, rng)
+  state = train_state.create_state(model, train_state.init_variables(model, rng, 32), hp, rng)
   state = jax.device_get(state)  # host copies: each run below donates its own device buffers
   data = np.random.default_rng(0)
   batches = [{'image': data.normal(size=(16, 32, 32, 3)).astype(np.float32),
               'label': data.integers(0, 5, size=16).astype(np.int32)} for _ in range(3)]
-  step = functools.partial(common.classification_train_step, label_smoothing=0.1)
+  step = functools.partial(classification.train_step, label_smoothing=0.1)
   return state, batches, step
 
 

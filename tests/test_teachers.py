@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tiny_config
-from fn2en_jax import main
+from fn2en_jax import experiment
 from fn2en_jax.models import face_nets
 
 SIZE = 80  # dlib's unpadded strided convs need inputs of at least 72 px
@@ -46,7 +46,7 @@ def test_face_a_b_with_a_converted_teacher(tmp_path, data_dir, model):
   config.data_dir = data_dir
   config.data.update(dict(image_size=SIZE, synth=dict(image_size=SIZE)))
   config.teacher.update(dict(model=model, init=str(tmp_path / 'face_net'), tap=TEACHERS[model]['tap']))
-  summaries = main.run(config, str(tmp_path / 'work'))
+  summaries = experiment.run(config, str(tmp_path / 'work'))
   assert list(summaries) == ['face', 'a', 'b']
   assert math.isfinite(summaries['a']['lp_loss']) and summaries['a']['lp_loss'] > 0
   assert 0 <= summaries['b']['accuracy'] <= 1

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from fn2en_jax import errors
 from fn2en_jax.data import build, folds
 from fn2en_jax.data.builders import synth_faces
 
@@ -46,6 +47,54 @@ class Examples:
     return dataclasses.replace(self, indices=self.indices[positions], labels=self.labels[positions],
                                subjects=self.subjects[positions],
                                fold_codes=None if self.fold_codes is None else self.fold_codes[positions])
+
+
+def validate(data_cfg: ml_collections.ConfigDict, field: str) -> None:
+  """Checks a data section (`field`: 'data' or 'face_data') before anything runs."""
+  if data_cfg.crop_scale < 1:
+    raise errors.ConfigError(f'config.{field}.crop_scale must be >= 1, got {data_cfg.crop_scale}',
+                             f'set --config.{field}.crop_scale=1.125 (resize to 1.125x, crop the model input)')
+  for entry in data_cfg.extra_train:
+    parse_dataset_split(entry)
+
+
+def validate_protocol(data: ml_collections.ConfigDict) -> None:
+  """Checks how the expression dataset `config.data` is split into train and test."""
+  remedy = 'see docs/datasets.md, "Protocols"'
+  if data.protocol not in PROTOCOLS:
+    raise errors.ConfigError(f'config.data.protocol must be one of {PROTOCOLS}, got {data.protocol!r}', remedy)
+  if data.eval_split:
+    if data.protocol != 'subject_folds':
+      raise errors.ConfigError(f'config.data.eval_split={data.eval_split!r} is the test set, so data.protocol='
+                               f'{data.protocol!r} (which picks a test fold) cannot apply', 'set one of them')
+    if data.fold == -1:
+      raise errors.ConfigError(f'config.data.fold=-1 runs every fold, but data.eval_split={data.eval_split!r} is '
+                               'one official test split', 'set --config.data.fold=0')
+    return
+  if data.num_folds < 2:
+    raise errors.ConfigError(f'config.data.num_folds must be >= 2, got {data.num_folds}', remedy)
+  if not -1 <= data.fold < data.num_folds:
+    raise errors.ConfigError(f'config.data.fold must be in [0, {data.num_folds}), or -1 for every fold, got '
+                             f'{data.fold}', 'set --config.data.fold to one of them')
+  if data.protocol == 'tfd_folds' and data.num_folds != folds.TFD_NUM_FOLDS:
+    raise errors.ConfigError(f"config.data.num_folds must be {folds.TFD_NUM_FOLDS} with protocol='tfd_folds' "
+                             f"(TFD's official folds), got {data.num_folds}",
+                             f'set --config.data.num_folds={folds.TFD_NUM_FOLDS}')
+
+
+def protocol_splits(data: ml_collections.ConfigDict, data_dir: str) -> tuple['Examples', 'Examples']:
+  """(train, test) of the expression dataset by the config's protocol: an official eval split (SFEW's
+  validation), TFD's official fold, or a subject-disjoint fold; then `data.extra_train` is appended to train."""
+  examples = load(data, data.split, data_dir=data_dir)
+  if data.eval_split:
+    train, test = examples, load(data, data.eval_split, data_dir=data_dir)
+  elif data.protocol == 'tfd_folds':
+    train, test = tfd_split(examples, data.fold, valid_in_train=data.tfd_valid_in_train)
+  elif data.protocol == 'leave_one_subject_out':  # num_folds is checked against the subjects here, once they are read
+    train, test = leave_one_subject_out_split(examples, data.fold, data.num_folds)
+  else:
+    train, test = subject_split(examples, data.fold, data.num_folds)
+  return with_extra_train(train, data, data_dir=data_dir), test
 
 
 def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> Examples:
@@ -153,7 +202,8 @@ def parse_dataset_split(entry: str) -> tuple[str, str, str]:
   dataset, sep, split = entry.rpartition(':')
   name, _, config = dataset.partition('/')
   if not (sep and name and split) or '/' in config:
-    raise ValueError(f"data.extra_train: {entry!r} is not 'name[/config]:split', e.g. 'fer2013:train'")
+    raise errors.ConfigError(f"config.data.extra_train: {entry!r} is not 'name[/config]:split'",
+                             "write it as e.g. 'fer2013:train'")
   return name, config, split
 
 
@@ -214,19 +264,34 @@ def resize_for(data_cfg: ml_collections.ConfigDict) -> int:
   return int(round(data_cfg.image_size * data_cfg.crop_scale))
 
 
-def train_iterator(examples: Examples, data_cfg: ml_collections.ConfigDict, *, global_batch_size: int, seed: int):
-  """An endless, shuffled, augmented, batched and checkpointable iterator over this host's share of `examples`."""
-  if global_batch_size % jax.process_count():
-    raise ValueError(f'batch_size {global_batch_size} is not divisible by {jax.process_count()} hosts')
-  local = examples.subset(np.arange(len(examples))[jax.process_index()::jax.process_count()])
+def this_host() -> tuple[int, int]:
+  """(this process's index, the number of processes): which rows of each global batch this host reads."""
+  return jax.process_index(), jax.process_count()
+
+
+def train_iterator(examples: Examples, data_cfg: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
+                   host: tuple[int, int] | None = None):
+  """An endless, shuffled, augmented, batched and checkpointable iterator over this host's rows of every global
+  batch.
+
+  The global order (the shuffle of every epoch and each example's augmentation) is that of a single process: the
+  hosts cut each global batch into consecutive row blocks, host i taking block i. So a run on several hosts sees
+  the same batches, on the same devices, as a run of as many devices in one process, and the hosts read disjoint
+  parts of every epoch.
+  """
+  index, hosts = host or this_host()
+  if global_batch_size % hosts:
+    raise errors.ConfigError(f'batch_size {global_batch_size} is not divisible by the {hosts} hosts',
+                             'set the stage\'s batch_size to a multiple of the number of processes')
   size, resize, flip = data_cfg.image_size, resize_for(data_cfg), data_cfg.flip
 
   def augment(record: dict, rng: np.random.Generator) -> dict:
     return {'image': preprocess_train(record['image'], rng, size, resize, flip),
             'label': np.int32(record['label'])}
 
-  dataset = (grain.MapDataset.source(local).shuffle(seed=seed).repeat()
-             .random_map(augment, seed=seed).batch(global_batch_size // jax.process_count(), drop_remainder=True))
+  per_host = global_batch_size // hosts
+  dataset = (grain.MapDataset.source(examples).shuffle(seed=seed).repeat().random_map(augment, seed=seed)
+             .batch(per_host, drop_remainder=True)[index::hosts])
   options = grain.ReadOptions(num_threads=data_cfg.num_threads, prefetch_buffer_size=data_cfg.prefetch)
   return iter(dataset.to_iter_dataset(options))
 
@@ -238,12 +303,14 @@ def eval_arrays(examples: Examples, data_cfg: ml_collections.ConfigDict) -> dict
   return {'image': images, 'label': examples.labels}
 
 
-def eval_batches(arrays: dict[str, np.ndarray], global_batch_size: int):
-  """Fixed-size batches of this host's rows, zero-padded at the end; `mask` marks the real examples."""
+def eval_batches(arrays: dict[str, np.ndarray], global_batch_size: int, host: tuple[int, int] | None = None):
+  """Fixed-size batches of this host's rows, zero-padded at the end; `mask` marks the real examples. Host i reads
+  block i of each global batch, so that gathering the hosts' rows in order gives back every example once."""
+  index, hosts = host or this_host()
   n = len(arrays['label'])
-  per_host = global_batch_size // jax.process_count()
+  per_host = global_batch_size // hosts
   for start in range(0, n, global_batch_size):
-    lo = start + jax.process_index() * per_host
+    lo = min(start + index * per_host, n)
     rows = {k: v[lo:min(lo + per_host, n)] for k, v in arrays.items()}
     real = len(rows['label'])
     pad = per_host - real

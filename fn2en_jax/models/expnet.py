@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fn2en_jax import models
+
 TAPS = ('pool5', 'adapter', 'logits')
 
 
@@ -68,3 +70,12 @@ class ExpNet(nn.Module):
         return x
       return nn.Conv(self.adapter_channels, (1, 1), dtype=self.dtype, name='adapter')(x)
     return Head(self.num_classes, self.fc_dim, self.dropout, self.dtype, name='head')(x, train=train)
+
+
+def from_config(config, num_classes: int, *, axis_name: str | None = None,
+                adapter_channels: int | None = None) -> ExpNet:
+  """The student `config.student` describes, in `config.dtype`. `axis_name`: the data-parallel axis its BatchNorm
+  averages over in training (None for inference on one device)."""
+  s = config.student
+  return ExpNet(num_classes=num_classes, widths=tuple(s.widths), fc_dim=s.fc_dim, dropout=s.dropout,
+                adapter_channels=adapter_channels, axis_name=axis_name, dtype=models.dtype(config))

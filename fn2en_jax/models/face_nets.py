@@ -19,9 +19,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from fn2en_jax import errors
 from fn2en_jax.models.dlib_resnet import DlibResNet
 from fn2en_jax.models.vgg_face import VGGFace
-from fn2en_jax.train import parallel
+from fn2en_jax.train import checkpoint, state
 
 MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet}
 # The layer that maps features to classes: dropped when a face net is fine-tuned on another label set.
@@ -33,10 +34,24 @@ PARAMS = 'params'
 def read_meta(init: str) -> dict:
   path = os.path.join(init, META)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'teacher.init={init!r}: {path} not found; expected a face net written by '
-                            '`python -m fn2en_jax.convert` or by the face_pretrain stage')
+    raise errors.InputError(f'teacher.init={init!r}: {path} not found; expected a face net directory',
+                            'convert one with `python -m fn2en_jax.convert` (docs/face_nets.md), or point '
+                            'teacher.init at a directory written by the face_pretrain stage of a k-fold run')
   with open(path) as f:
     return json.load(f)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks `config.teacher`: a known architecture, and a readable face net where `init` names one."""
+  teacher = config.teacher
+  if teacher.model not in MODELS:
+    raise errors.ConfigError(f'config.teacher.model must be one of {sorted(MODELS)}, got {teacher.model!r}',
+                             'set --config.teacher.model to one of them')
+  if teacher.init:
+    meta = read_meta(teacher.init)
+    if meta['model'] != teacher.model:
+      raise errors.ConfigError(f"config.teacher.model={teacher.model!r} but {teacher.init} holds a "
+                               f"{meta['model']!r} face net", f"set --config.teacher.model={meta['model']}")
 
 
 def write_meta(init: str, model: str, model_kwargs: dict, input_size: int | None = None) -> None:
@@ -64,20 +79,27 @@ def model_kwargs(teacher: ml_collections.ConfigDict) -> dict:
   raise ValueError(f'teacher.model must be one of {sorted(MODELS)}, got {teacher.model!r}')
 
 
-def build(teacher: ml_collections.ConfigDict, num_classes: int, dtype: Any) -> nn.Module:
-  """The face net `config.teacher` names; with `teacher.init` set, the architecture stored beside its weights."""
+def build(teacher: ml_collections.ConfigDict, num_classes: int, dtype: Any, axis_name: str | None = None
+          ) -> nn.Module:
+  """The face net `config.teacher` names; with `teacher.init` set, the architecture stored beside its weights.
+
+  `axis_name`: the data-parallel axis that trained BatchNorm statistics (VGG-16-BN) are averaged over, as the
+  student's are; None outside a data-parallel step.
+  """
   if teacher.init:
     meta = read_meta(teacher.init)
     name, kwargs = meta['model'], _stored_kwargs(meta)
-    if name != teacher.model:
-      raise ValueError(f'teacher.model={teacher.model!r} but {teacher.init} holds a {name!r} face net')
   else:
     name, kwargs = teacher.model, model_kwargs(teacher)
   module = MODELS[name]
   if 'axis_name' in module.__dataclass_fields__:
-    # Trained BatchNorm statistics (VGG-16-BN) are averaged over the data-parallel replicas, like the student's.
-    kwargs = {**kwargs, 'axis_name': parallel.AXIS}
+    kwargs = {**kwargs, 'axis_name': axis_name}
   return module(num_classes=num_classes, dtype=dtype, **kwargs)
+
+
+def classifier_pattern(model: str) -> str:
+  """The parameters that map features to classes: initialised anew when a face net moves to another label set."""
+  return f'^params/{CLASSIFIER[model]}/'
 
 
 def without_classifier(model: str, variables: dict) -> dict:
@@ -135,3 +157,16 @@ def load(init: str, dtype: Any = jnp.float32) -> tuple[nn.Module, dict, dict]:
   module = MODELS[meta['model']](num_classes=_num_classes(meta['model'], variables['params']), dtype=dtype,
                                  **_stored_kwargs(meta))
   return module, variables, meta
+
+
+def export_trained(teacher: ml_collections.ConfigDict, stage_dir: str, output: str, input_size: int,
+                   dtype: Any, mesh) -> None:
+  """Writes the face net trained in `stage_dir` (a face_pretrain stage) as a face-net directory without its identity
+  classifier, as `python -m fn2en_jax.convert` writes a converted one."""
+  module = build(teacher, num_classes=1, dtype=dtype)
+  variables = state.abstract_variables(module, input_size, mesh)
+  pattern = classifier_pattern(teacher.model)
+  restored = checkpoint.restore_into(checkpoint.latest_state_path(stage_dir), variables, reinit=(pattern,),
+                                     skip=(pattern,))
+  save(output, teacher.model, model_kwargs(teacher), without_classifier(teacher.model, restored)['params'],
+       input_size, batch_stats=restored.get('batch_stats'))

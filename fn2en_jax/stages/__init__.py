@@ -1,1 +1,66 @@
-"""One module per training stage. Each exposes `setup(config, workdir, mesh) -> loop.Stage`."""
+"""The training stages of FaceNet2ExpNet, one module each, all with the same interface:
+
+  NAME                 the stage's name in `config.stages`, its directory in the workdir, its config `stage_<NAME>`
+  READS                the stage whose final checkpoint it starts from, or None: declared here once, and the
+                       orchestrator derives the order checks from it
+  validate(config)     checks the config fields this stage alone reads (optional)
+  setup(config, ctx)   -> train.loop.Stage: the initial state (restores applied), the pure steps and the data
+
+`Context` is what the orchestrator gives a stage; `stage_rng` is each stage's own random stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+from jax.sharding import Mesh
+
+# Every stage's random stream is fold_in(key(seed), its position here): fixed, so that adding a stage or running a
+# subset of them never changes another stage's initialisation.
+STREAMS = ('face_pretrain', 'face', 'a', 'b', 'scratch')
+
+
+def stage_rng(seed: int, name: str) -> jax.Array:
+  return jax.random.fold_in(jax.random.key(seed), STREAMS.index(name))
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """Where and with what a stage runs."""
+  name: str
+  workdir: str          # the run's directory (a fold's, in a k-fold run)
+  data_dir: str         # TFDS data_dir
+  mesh: Mesh            # the data-parallel mesh over every device of every host
+  seed: int
+
+  @property
+  def stage_dir(self) -> str:
+    return os.path.join(self.workdir, self.name)
+
+  @property
+  def rng(self) -> jax.Array:
+    return stage_rng(self.seed, self.name)
+
+  def dir_of(self, stage: str) -> str:
+    """The directory of the stage this one READS (its final checkpoint is there once that stage ran)."""
+    return os.path.join(self.workdir, stage)
+
+
+def _registry() -> dict:
+  from fn2en_jax.stages import a, b, face, face_pretrain, scratch  # pylint: disable=import-outside-toplevel
+  return {m.NAME: m for m in (face_pretrain, face, a, b, scratch)}
+
+
+STAGES = _registry()
+
+
+def order_errors(stages: tuple[str, ...]) -> list[str]:
+  """Why `stages` cannot run in this order: a stage listed before the stage it READS (each as a sentence)."""
+  out = []
+  for position, name in enumerate(stages):
+    reads = STAGES[name].READS
+    if reads in stages and stages.index(reads) > position:
+      out.append(f'{name!r} reads the checkpoint of {reads!r}, so it must come after it')
+  return out

@@ -9,19 +9,23 @@ student's spatial size; the adapter is discarded after this stage.
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fn2en_jax import losses
-from fn2en_jax.models import face_nets
-from fn2en_jax.stages import common
-from fn2en_jax.train import checkpoint, loop, parallel
+from fn2en_jax import errors, losses, models
+from fn2en_jax.data import pipeline
+from fn2en_jax.models import expnet, face_nets
+from fn2en_jax.stages import Context
+from fn2en_jax.train import checkpoint, loop, parallel, state
 
 NAME = 'a'
+READS = 'face'  # the fine-tuned face net is the teacher
 
+
+def validate(config) -> None:
+  losses.validate_lp(config.stage_a.p, config.stage_a.reduction, field='stage_a')
 
 def teacher_map(teacher, teacher_vars: dict, images: jax.Array, *, tap: str, size: tuple[int, int]) -> jax.Array:
   """G(I): the teacher's tap, resized (area-weighted) to the student's spatial size when they differ."""
@@ -56,32 +60,32 @@ def summarize(outputs: dict) -> dict:
   return {'lp_loss': float(outputs['loss'][keep].mean())}
 
 
-def load_teacher(config, workdir: str, num_classes: int, mesh):
+def load_teacher(config, ctx: Context, num_classes: int):
   """The fine-tuned face net of this workdir's `face` stage, replicated on the mesh: (module, variables)."""
-  teacher = face_nets.build(config.teacher, num_classes, common.dtype(config))
-  variables = common.abstract_variables(teacher, config.data.image_size, mesh)
-  return teacher, checkpoint.restore_subset(checkpoint.latest_state_path(os.path.join(workdir, 'face')), variables)
+  teacher = face_nets.build(config.teacher, num_classes, models.dtype(config), parallel.AXIS)
+  variables = state.abstract_variables(teacher, config.data.image_size, ctx.mesh)
+  return teacher, checkpoint.restore_into(checkpoint.latest_state_path(ctx.dir_of(READS)), variables,
+                                          name='teacher')
 
 
-def setup(config, workdir: str, mesh, data_dir: str):
-  train, test = common.expression_splits(config, data_dir)
-  rng = jax.random.fold_in(jax.random.key(config.seed), 2)
-  teacher, teacher_vars = load_teacher(config, workdir, len(train.class_names), mesh)
+def setup(config, ctx: Context):
+  train, test = pipeline.protocol_splits(config.data, ctx.data_dir)
+  teacher, teacher_vars = load_teacher(config, ctx, len(train.class_names))
   tap = config.teacher.tap
   size = config.data.image_size
   tap_shape = jax.eval_shape(functools.partial(teacher.apply, train=False, tap=tap), teacher_vars,
                              jnp.zeros((1, size, size, 3))).shape
   if len(tap_shape) != 4:
-    raise ValueError(f'teacher.tap={tap!r} is a vector {tap_shape}; stage a regresses a spatial map '
-                     '(pool1..pool5 of vgg_face, res1..res5 of dlib_resnet)')
+    raise errors.ConfigError(f'config.teacher.tap={tap!r} is a vector {tap_shape}; stage a regresses a spatial map',
+                             'set --config.teacher.tap to pool1..pool5 (vgg_face) or res1..res5 (dlib_resnet)')
   channels = tap_shape[-1]
   adapter = None if channels == config.student.widths[-1] else channels
-  student = common.student(config, len(train.class_names), adapter_channels=adapter)
-  variables = common.init_variables(student, rng, size, tap='adapter')
-  state = common.create_state(student, variables, config.stage_a, rng, tap='adapter')
+  student = expnet.from_config(config, len(train.class_names), axis_name=parallel.AXIS, adapter_channels=adapter)
+  variables = state.init_variables(student, ctx.rng, size, tap='adapter')
+  initial = state.create_state(student, variables, config.stage_a, ctx.rng, tap='adapter')
   hp = dict(teacher=teacher, tap=tap, p=config.stage_a.p, reduction=config.stage_a.reduction)
   return loop.Stage(
-      name=NAME, state=parallel.replicate(state, mesh), aux=teacher_vars,
+      name=NAME, state=parallel.replicate(initial, ctx.mesh), aux=teacher_vars,
       hparams=config.stage_a, data_cfg=config.data, train_examples=train, eval_examples=test,
       train_step=functools.partial(train_step, **hp), eval_step=functools.partial(eval_step, **hp),
       summarize=summarize)

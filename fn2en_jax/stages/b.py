@@ -6,27 +6,23 @@ state stay behind, and the head is initialised anew.
 
 from __future__ import annotations
 
-import os
-
-import jax
-
-from fn2en_jax.stages import common
-from fn2en_jax.train import checkpoint
+from fn2en_jax.data import pipeline
+from fn2en_jax.models import expnet
+from fn2en_jax.stages import Context, classification
+from fn2en_jax.train import checkpoint, parallel, state
 
 NAME = 'b'
+READS = 'a'
+FRESH = ('^params/head/',)     # the fully connected layers stage b adds
+LEFT_BEHIND = ('/adapter/',)   # stage a's 1x1 adapter to the teacher's channels, if it had one
 
 
-def trunk_of(variables: dict) -> dict:
-  return {collection: {'trunk': variables[collection]['trunk']} for collection in ('params', 'batch_stats')}
-
-
-def setup(config, workdir: str, mesh, data_dir: str):
-  train, test = common.expression_splits(config, data_dir)
-  model = common.student(config, len(train.class_names))
-  rng = jax.random.fold_in(jax.random.key(config.seed), 3)
-  variables = common.init_variables(model, rng, config.data.image_size)
-  trunk = checkpoint.restore_subset(checkpoint.latest_state_path(os.path.join(workdir, 'a')), trunk_of(variables))
-  variables = {c: {**variables[c], 'trunk': trunk[c]['trunk']} for c in ('params', 'batch_stats')}
-  state = common.create_state(model, variables, config.stage_b, rng)
-  return common.classification_stage(NAME, state=state, stage_cfg=config.stage_b, data_cfg=config.data,
-                                     train=train, test=test, mesh=mesh)
+def setup(config, ctx: Context):
+  train, test = pipeline.protocol_splits(config.data, ctx.data_dir)
+  model = expnet.from_config(config, len(train.class_names), axis_name=parallel.AXIS)
+  fresh = state.init_variables(model, ctx.rng, config.data.image_size)
+  variables = checkpoint.restore_into(checkpoint.latest_state_path(ctx.dir_of(READS)), fresh, reinit=FRESH,
+                                      skip=LEFT_BEHIND, name='stage-a trunk')
+  initial = state.create_state(model, variables, config.stage_b, ctx.rng)
+  return classification.stage(NAME, state=initial, stage_cfg=config.stage_b, data_cfg=config.data, train=train,
+                              test=test, mesh=ctx.mesh)

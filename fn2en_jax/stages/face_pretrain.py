@@ -6,25 +6,37 @@ identities. It saves the whole face net; the `face` stage keeps everything but t
 
 from __future__ import annotations
 
-import jax
-
+from fn2en_jax import errors, models
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
-from fn2en_jax.stages import common
+from fn2en_jax.stages import Context, classification
+from fn2en_jax.train import parallel, state
 
 NAME = 'face_pretrain'
+READS = None
 
 
-def setup(config, workdir: str, mesh, data_dir: str):
-  del workdir
+def validate(config) -> None:
   if config.teacher.init:
-    raise ValueError('stages: face_pretrain trains a face net from scratch, but teacher.init='
-                     f'{config.teacher.init!r} already names one; drop face_pretrain from config.stages')
-  examples = pipeline.load(config.face_data, config.face_data.split, data_dir=data_dir)
+    raise errors.ConfigError(f'config.stages: face_pretrain trains a face net from scratch, but teacher.init='
+                             f'{config.teacher.init!r} already names one',
+                             "drop face_pretrain from config.stages, or set --config.teacher.init=''")
+  if not config.face_data.name:
+    raise errors.ConfigError('config.face_data.name: stage face_pretrain trains a face net to recognise '
+                             'identities, and no dataset of them is named',
+                             'name a TFDS builder whose labels are identities in --config.face_data.name')
+  if config.face_data.holdout_every < 2:
+    raise errors.ConfigError(f'config.face_data.holdout_every must be >= 2 (every n-th identity image is held '
+                             f'out to evaluate the face net), got {config.face_data.holdout_every}',
+                             'set --config.face_data.holdout_every=10')
+  pipeline.validate(config.face_data, 'face_data')
+
+
+def setup(config, ctx: Context):
+  examples = pipeline.load(config.face_data, config.face_data.split, data_dir=ctx.data_dir)
   train, test = pipeline.holdout_split(examples, config.face_data.holdout_every)
-  model = face_nets.build(config.teacher, len(examples.class_names), common.dtype(config))
-  rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-  variables = common.init_variables(model, rng, config.face_data.image_size)
-  state = common.create_state(model, variables, config.stage_face_pretrain, rng)
-  return common.classification_stage(NAME, state=state, stage_cfg=config.stage_face_pretrain,
-                                     data_cfg=config.face_data, train=train, test=test, mesh=mesh)
+  model = face_nets.build(config.teacher, len(examples.class_names), models.dtype(config), parallel.AXIS)
+  variables = state.init_variables(model, ctx.rng, config.face_data.image_size)
+  initial = state.create_state(model, variables, config.stage_face_pretrain, ctx.rng)
+  return classification.stage(NAME, state=initial, stage_cfg=config.stage_face_pretrain, data_cfg=config.face_data,
+                              train=train, test=test, mesh=ctx.mesh)

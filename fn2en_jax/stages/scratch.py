@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import jax
-
-from fn2en_jax.stages import common
+from fn2en_jax.data import pipeline
+from fn2en_jax.models import expnet
+from fn2en_jax.stages import Context, classification
+from fn2en_jax.train import parallel, state
 
 NAME = 'scratch'
+READS = None
 
 
-def setup(config, workdir: str, mesh, data_dir: str):
-  del workdir
-  train, test = common.expression_splits(config, data_dir)
-  model = common.student(config, len(train.class_names))
-  rng = jax.random.fold_in(jax.random.key(config.seed), 4)
-  variables = common.init_variables(model, rng, config.data.image_size)
-  state = common.create_state(model, variables, config.stage_scratch, rng)
-  return common.classification_stage(NAME, state=state, stage_cfg=config.stage_scratch, data_cfg=config.data,
-                                     train=train, test=test, mesh=mesh)
+def setup(config, ctx: Context):
+  train, test = pipeline.protocol_splits(config.data, ctx.data_dir)
+  model = expnet.from_config(config, len(train.class_names), axis_name=parallel.AXIS)
+  variables = state.init_variables(model, ctx.rng, config.data.image_size)
+  initial = state.create_state(model, variables, config.stage_scratch, ctx.rng)
+  return classification.stage(NAME, state=initial, stage_cfg=config.stage_scratch, data_cfg=config.data,
+                              train=train, test=test, mesh=ctx.mesh)

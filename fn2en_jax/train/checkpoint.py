@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import re
+from typing import Any, Sequence
 
 import flax
 import grain
@@ -45,8 +46,7 @@ def latest_state_path(stage_dir: str) -> str:
 
 
 def flat_keys(tree: Any) -> set[str]:
-  return {'/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {checkpoint_key(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def restore_subset(path: str, subset: Any) -> Any:
@@ -71,3 +71,60 @@ def restore_subset(path: str, subset: Any) -> Any:
                        f'expected {want.shape}')
   logging.info('Restored %d arrays from %s', len(expected), path)
   return restored
+
+
+def _stored_keys(path: str) -> set[str]:
+  """The flat keys of every array in the PyTree checkpoint at `path`, read from its metadata (no array is read)."""
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    meta = checkpointer.metadata(path)
+  tree = getattr(meta, 'item_metadata', meta)
+  return flat_keys(getattr(tree, 'tree', tree))
+
+
+def _matching(keys, patterns: Sequence[str]) -> set[str]:
+  return {k for k in keys if any(re.search(p, k) for p in patterns)}
+
+
+def restore_into(path: str, fresh: Any, *, reinit: Sequence[str] = (), skip: Sequence[str] = (),
+                 name: str = '') -> Any:
+  """`fresh` (variables, arrays or ShapeDtypeStructs) with every leaf loaded from the checkpoint at `path`,
+  except the leaves whose flat key ('params/head/fc1/kernel') matches a regex of `reinit`, which keep their fresh
+  value. In the manner of big_vision's `merge_params`, and strict: a leaf to load that the checkpoint lacks, or a
+  checkpoint array in the same collections that is neither loaded nor matched by `skip`, is an error, so that a
+  trunk or a teacher is never partly random or silently incomplete. Logs what was kept and what was initialised.
+  """
+  fresh_flat = dict(jax.tree_util.tree_flatten_with_path(fresh)[0])
+  keys = {checkpoint_key(p): p for p in fresh_flat}
+  reinitialised = _matching(keys, reinit)
+  load_keys = set(keys) - reinitialised
+  collections = {k.split('/')[0] for k in keys}
+  stored = {k for k in _stored_keys(path) if k.split('/')[0] in collections}
+  missing = load_keys - stored
+  unexplained = stored - load_keys - _matching(stored, skip)
+  if missing or unexplained:
+    raise ValueError(f'restoring {name or "variables"} from {path}: missing in the checkpoint '
+                     f'{sorted(missing)[:8]}, in the checkpoint but neither loaded nor skipped '
+                     f'{sorted(unexplained)[:8]}')
+  subset = _unflatten_subset(fresh, {keys[k] for k in load_keys})
+  loaded = dict(jax.tree_util.tree_flatten_with_path(restore_subset(path, subset))[0])
+  merged = [loaded.get(p, leaf) for p, leaf in fresh_flat.items()]
+  logging.info('%s: loaded %d arrays from %s; initialised %d afresh (%s)', name or 'restore', len(load_keys), path,
+               len(reinitialised), ', '.join(sorted(reinitialised)[:6]) or 'none')
+  return jax.tree.unflatten(jax.tree.structure(fresh), merged)
+
+
+def checkpoint_key(path) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
+
+
+def _unflatten_subset(tree: dict, paths: set) -> dict:
+  """The nested dict of `tree`'s leaves at `paths` only (dict trees: what Flax variables are)."""
+  out: dict = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if path not in paths:
+      continue
+    node = out
+    for k in path[:-1]:
+      node = node.setdefault(k.key, {})
+    node[path[-1].key] = leaf
+  return out

@@ -16,8 +16,9 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, metrics, parameter_overview, periodic_actions
 
+from fn2en_jax import errors
 from fn2en_jax.data import pipeline
-from fn2en_jax.train import checkpoint, parallel
+from fn2en_jax.train import checkpoint, parallel, preemption
 from fn2en_jax.train.state import TrainState
 
 @dataclasses.dataclass
@@ -32,6 +33,11 @@ class Stage:
   train_step: Callable              # (state, batch, aux) -> (state, metrics), per replica
   eval_step: Callable               # (state, batch, aux) -> per-example outputs, per replica
   summarize: Callable               # host outputs of the whole eval set -> metrics dict
+
+
+def itstime(step: int, every: int, num_steps: int) -> bool:
+  """Whether a periodic action (log, evaluate, checkpoint) runs after `step`: every `every` steps, and at the end."""
+  return step % every == 0 or step == num_steps
 
 
 def is_finished(workdir: str, name: str, num_steps: int) -> bool:
@@ -92,28 +98,38 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   progress = periodic_actions.ReportProgress(num_train_steps=hp.num_steps, writer=writer, every_secs=10)
 
   history, summary = [], None
-  for step in range(start + 1, hp.num_steps + 1):
-    with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      state, step_metrics = train_step(state, parallel.shard_batch(next(data_iter), mesh), stage.aux)
-    history.append(step_metrics)
-    progress(step)
-    if step % hp.log_every == 0 or step == hp.num_steps:
-      means = _average(history)
-      history = []
-      if not all(math.isfinite(v) for v in means.values()):
-        raise FloatingPointError(
-            f'{stage.name}: training diverged at step {step} ({means}); lower --config.stage_{stage.name}'
-            '.learning_rate or check the data')
-      writer.write_scalars(step, {f'train/{k}': v for k, v in means.items()})
-    if step % hp.eval_every == 0 or step == hp.num_steps:
-      summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
-      writer.write_scalars(step, {f'eval/{k}': v for k, v in _scalars(summary).items()})
-      logging.info('%s step %d: %s', stage.name, step, _scalars(summary))
-    if step % hp.checkpoint_every == 0 or step == hp.num_steps:
-      checkpoint.save(mngr, state, data_iter)
-  mngr.wait_until_finished()
-  mngr.close()
-  writer.flush()
+  preemption.watch()
+  try:
+    for step in range(start + 1, hp.num_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        state, step_metrics = train_step(state, parallel.shard_batch(next(data_iter), mesh), stage.aux)
+      history.append(step_metrics)
+      progress(step)
+      if itstime(step, hp.log_every, hp.num_steps):
+        means = _average(history)
+        history = []
+        if not all(math.isfinite(v) for v in means.values()):
+          raise FloatingPointError(
+              f'{stage.name}: training diverged at step {step} ({means}); lower --config.stage_{stage.name}'
+              '.learning_rate or check the data')
+        writer.write_scalars(step, {f'train/{k}': v for k, v in means.items()})
+      if itstime(step, hp.eval_every, hp.num_steps):
+        summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
+        writer.write_scalars(step, {f'eval/{k}': v for k, v in _scalars(summary).items()})
+        logging.info('%s step %d: %s', stage.name, step, _scalars(summary))
+      saved = itstime(step, hp.checkpoint_every, hp.num_steps)
+      if saved:
+        checkpoint.save(mngr, state, data_iter)
+      if preemption.reached(mngr, step) and step < hp.num_steps:
+        if not saved:
+          checkpoint.save(mngr, state, data_iter)
+        mngr.wait_until_finished()
+        raise errors.Preempted(f'{stage.name}: stopped by SIGTERM after step {step} of {hp.num_steps}; its checkpoint '
+                               f'is saved in {stage_dir}', 'run the same command again: it resumes from there')
+    mngr.wait_until_finished()
+  finally:
+    mngr.close()
+    writer.flush()
 
   if summary is None:  # nothing left to train: the stage was finished by an earlier run
     summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)

@@ -40,8 +40,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-  """Places a host pytree on every device of the mesh (the parameters and the teacher)."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places a pytree that every process holds whole (the same values everywhere: initialised from the same seed)
+  on every device of the mesh. On several hosts `device_put` cannot reach the other hosts' devices, so each
+  process gives its own copy for its own devices."""
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
