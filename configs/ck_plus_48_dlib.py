@@ -7,8 +7,9 @@ VGG-Face at 224x224, its CK+ has 8 classes and 4x the faces).
       --config.data.manual_dir=$HOME/data/CK+48 --config.teacher.init=$HOME/face_nets/dlib_resnet \
       --config.data.fold=-1
 
-`data.manual_dir` is the folder with the 7 class folders (anger/ ... surprise/). The first run builds it with the
-image_folder builder (subject = `S005` of `S005_001_00000011.png`, the builder's default regex; stored at its own
+`data.manual_dir` is the folder with the 7 class folders (anger/ ... surprise/). The first run builds it (or
+`python -m fn2en_jax.data.build image_folder --manual_dir=$HOME/data/CK+48 --data_dir=$HOME/tensorflow_datasets
+--option=image_size=48` does) with the image_folder builder (subject = `S005` of `S005_001_00000011.png`, the builder's default regex; stored at its own
 48x48, nothing resampled at build time). On GPU/TPU add `--config.dtype=bfloat16` and scale the steps up (below).
 
 How each value was chosen. The binding constraint is compute: the machine this was made on has 2 CPU cores shared
