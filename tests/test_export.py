@@ -1,0 +1,107 @@
+"""Export: the tiny run's student through jax2tf, loaded back with TensorFlow and the TFLite interpreter, gives the
+JAX model's probabilities on the same face crops, at any batch size."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from fn2en_jax import errors, export, predict
+from fn2en_jax.data import pipeline
+
+# The SavedModel runs the same StableHLO as JAX (XlaCallModule), so it matches to float32 rounding; TFLite runs its
+# own kernels (another summation order in the convolutions and dense layers), which moves a probability by ~1e-7
+# on this net; 1e-5 leaves room for that and still fails on any preprocessing or weight mistake (a wrong scale or a
+# missing BatchNorm statistic changes probabilities by 1e-2 or more).
+SAVED_MODEL_ATOL = 1e-6
+TFLITE_ATOL = 1e-5
+
+
+@pytest.fixture(scope='module')
+def predictor(tiny_run):
+  return predict.Predictor.from_workdir(str(tiny_run[0]), 'b')
+
+
+@pytest.fixture(scope='module')
+def crops(tiny_run, predictor):
+  """Prepared uint8 crops of the stored evaluation faces, and two of random noise."""
+  workdir, data_dir, _ = tiny_run
+  config = predict.load_config(str(workdir))
+  examples = pipeline.load(config.data, config.data.split, data_dir=str(data_dir))
+  faces = [predict.prepare(examples[i]['image'], predictor.spec) for i in range(5)]
+  noise = np.random.default_rng(0).integers(0, 256, (2,) + faces[0].shape, dtype=np.uint8)
+  return np.concatenate([np.stack(faces), noise])
+
+
+def _tflite(path, images):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  interpreter = tf.lite.Interpreter(model_path=path)
+  index = interpreter.get_input_details()[0]['index']
+  interpreter.resize_tensor_input(index, images.shape)
+  interpreter.allocate_tensors()
+  interpreter.set_tensor(index, images)
+  interpreter.invoke()
+  return interpreter.get_tensor(interpreter.get_output_details()[0]['index'])
+
+
+def test_saved_model_round_trip_at_any_batch_size(predictor, crops, tmp_path):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  path = export.export(predictor, str(tmp_path / 'sm'), 'saved_model', stage='b')
+  serve = tf.saved_model.load(path).signatures['serving_default']
+  expected = predictor.probabilities(crops)
+  assert not np.allclose(expected, expected[:1])  # the inputs give different answers
+  for n in (1, len(crops)):
+    got = serve(images=tf.constant(crops[:n]))['probabilities'].numpy()
+    assert got.shape == (n, len(predictor.class_names)) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected[:n], atol=SAVED_MODEL_ATOL)
+  assert (tmp_path / 'sm' / export.LABELS).read_text().split() == list(predictor.class_names)
+  meta = json.loads((tmp_path / 'sm' / export.META).read_text())
+  assert meta['image_size'] == predictor.spec.image_size and meta['margin'] == predictor.spec.margin
+  assert [p for p in os.listdir(tmp_path) if p != 'sm'] == []  # no staging folder left
+
+
+def test_tflite_round_trip_from_the_command_line(tiny_run, predictor, crops, tmp_path):
+  out = tmp_path / 'tflite'
+  cmd = [sys.executable, '-m', 'fn2en_jax.export', f'--workdir={tiny_run[0]}', '--format=tflite', f'--output={out}']
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f'to {out / export.TFLITE}' in done.stdout
+  expected = predictor.probabilities(crops)
+  for n in (1, len(crops)):
+    got = _tflite(str(out / export.TFLITE), crops[:n])
+    np.testing.assert_allclose(got, expected[:n], atol=TFLITE_ATOL)
+  # A second export into the same, now full, folder refuses and leaves it as it was.
+  before = sorted(os.listdir(out))
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == errors.WORKDIR
+  assert f'error: --output={out} exists and is not an empty folder' in done.stderr
+  assert sorted(os.listdir(out)) == before
+
+
+def test_the_face_stage_exports_too(tiny_run, crops, tmp_path):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  face = predict.Predictor.from_workdir(str(tiny_run[0]), 'face')
+  path = export.export(face, str(tmp_path / 'face'), 'saved_model', stage='face')
+  got = tf.saved_model.load(path).signatures['serving_default'](images=tf.constant(crops))['probabilities']
+  np.testing.assert_allclose(got.numpy(), face.probabilities(crops), atol=SAVED_MODEL_ATOL)
+
+
+def test_a_failed_export_leaves_nothing(predictor, tmp_path, monkeypatch):
+  def broken_converter(saved_model, path):
+    raise RuntimeError(f'conversion of {saved_model} to {path} failed')
+
+  # A converter that fails after the SavedModel is written: neither the output nor the staging folder remains.
+  monkeypatch.setattr(export, '_write_tflite', broken_converter)
+  with pytest.raises(RuntimeError, match='conversion of'):
+    export.export(predictor, str(tmp_path / 'out'), 'tflite')
+  assert os.listdir(tmp_path) == []
+  with pytest.raises(errors.ConfigError, match="--format='onnx'"):
+    export.export(predictor, str(tmp_path / 'x'), 'onnx')
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(errors.WorkdirError, match='exists and is not an empty folder'):
+    export.export(predictor, str(tmp_path / 'file'), 'saved_model')
+  assert sorted(os.listdir(tmp_path)) == ['file']
