@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from PIL import Image
 
 from fn2en_jax import errors, models
@@ -620,26 +620,22 @@ def main(argv: Sequence[str]) -> None:
   inputs = list(argv[1:])
   # Orbax logs every array it restores at INFO; stdout carries the predictions and stderr should carry only notes.
   logging.set_verbosity(logging.WARNING)
-
-  def body() -> None:
-    f = flags.FLAGS
-    if f.workdir is None:
-      raise errors.ConfigError('--workdir is required', 'pass the workdir of a finished run')
-    if not inputs and f.camera is None:
-      raise errors.ConfigError('no INPUT given', 'name images, folders or videos, or pass --camera=0')
-    if f.every < 1:
-      raise errors.ConfigError(f'--every must be >= 1, got {f.every}', 'e.g. --every=5')
-    detector = functools.partial(detect, min_fraction=f.min_face)
-    predictor = Predictor.from_workdir(f.workdir, f.stage, fold=f.fold, detector=detector)
-    failed = predict(predictor, inputs, camera=f.camera, as_json=f.json, annotate=f.annotate, every=f.every,
-                     max_frames=f.max_frames)
-    if failed:
-      raise errors.InputError(f'{len(failed)} input(s) could not be read: {", ".join(failed)}',
-                              'pass images or videos that PIL or OpenCV decode; every other input was processed')
-
-  errors.boundary(body)
+  f = flags.FLAGS
+  if f.workdir is None:
+    raise errors.ConfigError('--workdir is required', 'pass the workdir of a finished run')
+  if not inputs and f.camera is None:
+    raise errors.ConfigError('no INPUT given', 'name images, folders or videos, or pass --camera=0')
+  if f.every < 1:
+    raise errors.ConfigError(f'--every must be >= 1, got {f.every}', 'e.g. --every=5')
+  detector = functools.partial(detect, min_fraction=f.min_face)
+  predictor = Predictor.from_workdir(f.workdir, f.stage, fold=f.fold, detector=detector)
+  failed = predict(predictor, inputs, camera=f.camera, as_json=f.json, annotate=f.annotate, every=f.every,
+                   max_frames=f.max_frames)
+  if failed:
+    raise errors.InputError(f'{len(failed)} input(s) could not be read: {", ".join(failed)}',
+                            'pass images or videos that PIL or OpenCV decode; every other input was processed')
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  errors.run_app(main)
