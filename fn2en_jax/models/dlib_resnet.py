@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fn2en_jax.models import layers
 from fn2en_jax.models.preprocess import to_net_input
 
 # (channels, units) per level, input first; every level but the first starts with a downsampling unit.
@@ -67,7 +68,7 @@ class ResidualUnit(nn.Module):
     y = nn.relu(Affine(self.dtype, name='affine_a')(y))
     y = nn.Conv(self.channels, (3, 3), padding=1, dtype=self.dtype, name='conv_b')(y)
     y = Affine(self.dtype, name='affine_b')(y)
-    shortcut = nn.avg_pool(x, (2, 2), strides=(2, 2)) if self.down else x
+    shortcut = layers.avg_pool_2x2(x) if self.down else x
     return nn.relu(_add_zero_extended(y, shortcut))
 
 

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fn2en_jax import models
+from fn2en_jax.models import layers
 
 TAPS = ('pool5', 'adapter', 'logits')
 
@@ -26,11 +27,13 @@ class Trunk(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     for block, channels in enumerate(self.widths, start=1):
-      x = nn.Conv(channels, (3, 3), padding=1, use_bias=False, dtype=self.dtype, name=f'conv{block}')(x)
+      # layers.conv_general_dilated: the same convolution with a kernel gradient that is fast on XLA:CPU.
+      x = nn.Conv(channels, (3, 3), padding=1, use_bias=False, dtype=self.dtype,
+                  conv_general_dilated=layers.conv_general_dilated, name=f'conv{block}')(x)
       # BatchNorm statistics are averaged over every replica (axis_name) so that they match single-device training.
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name, dtype=self.dtype,
                        name=f'bn{block}')(x)
-      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+      x = layers.max_pool_2x2(nn.relu(x))  # nn.max_pool 2x2/2, 4x faster forward+backward on XLA:CPU
     return x
 
 

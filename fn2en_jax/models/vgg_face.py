@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fn2en_jax.models import layers
 from fn2en_jax.models.preprocess import to_net_input
 
 # (convs per block, channels) of VGG-16.
@@ -45,12 +46,12 @@ class VGGFace(nn.Module):
     for block, (convs, channels) in enumerate(BLOCKS, start=1):
       for i in range(1, convs + 1):
         x = nn.Conv(max(1, round(channels * self.width)), (3, 3), padding=1, kernel_init=he, dtype=self.dtype,
-                    name=f'conv{block}_{i}')(x)
+                    conv_general_dilated=layers.conv_general_dilated, name=f'conv{block}_{i}')(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name, dtype=self.dtype,
                            name=f'bn{block}_{i}')(x)
         x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.max_pool_2x2(x)  # nn.max_pool 2x2/2, same values and gradients, faster on XLA:CPU
       if tap == f'pool{block}':
         return x
     # Flax flattens in (H, W, C) order; converters from CHW frameworks permute fc6 accordingly.

@@ -1,0 +1,121 @@
+"""models/layers.py: the fast pooling and convolution give Flax's values and gradients, and so does a whole model."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fn2en_jax.models import expnet, layers
+
+
+def _max_pool(x):
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+@pytest.mark.parametrize('shape', [(2, 6, 8, 3), (1, 7, 5, 2)])
+def test_max_pool_values_and_gradients(shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  cotangent = jax.random.normal(jax.random.key(1), _max_pool(x).shape)
+  np.testing.assert_array_equal(layers.max_pool_2x2(x), _max_pool(x))
+  grad = lambda pool: jax.grad(lambda x: jnp.vdot(pool(x), cotangent))(x)
+  np.testing.assert_array_equal(grad(layers.max_pool_2x2), grad(_max_pool))
+
+
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum():
+  # Small integers: most windows hold two or more equal maxima. nn.max_pool's select_and_scatter gives the whole
+  # gradient to the first in row-major order; autodiff of jnp.max would split it, and so differ here.
+  x = jax.random.randint(jax.random.key(2), (3, 8, 8, 4), 0, 2).astype(jnp.float32)
+  cotangent = jax.random.normal(jax.random.key(3), (3, 4, 4, 4))
+  grad = lambda pool: jax.grad(lambda x: jnp.vdot(pool(x), cotangent))(x)
+  expected = grad(_max_pool)
+  np.testing.assert_array_equal(grad(layers.max_pool_2x2), expected)
+  split = grad(lambda x: x.reshape(3, 4, 2, 4, 2, 4).max(axis=(2, 4)))
+  assert not np.allclose(split, expected), 'the input has no ties: the test proves nothing'
+  # Every window passes its gradient on whole, to exactly one position.
+  windows = np.asarray(grad(layers.max_pool_2x2) != 0).reshape(3, 4, 2, 4, 2, 4).sum(axis=(2, 4))
+  assert windows.max() == 1
+
+
+def test_avg_pool_values_and_gradients():
+  x = jax.random.normal(jax.random.key(4), (2, 9, 6, 3))
+  avg = lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2))
+  cotangent = jax.random.normal(jax.random.key(5), avg(x).shape)
+  np.testing.assert_allclose(layers.avg_pool_2x2(x), avg(x), rtol=1e-6, atol=1e-6)
+  grad = lambda pool: jax.grad(lambda x: jnp.vdot(pool(x), cotangent))(x)
+  np.testing.assert_allclose(grad(layers.avg_pool_2x2), grad(avg), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('kernel,padding', [((3, 3), 1), ((1, 1), 0), ((3, 3), 0), ((3, 2), ((2, 0), (1, 1)))])
+def test_conv_values_and_gradients(kernel, padding):
+  """nn.Conv with layers.conv_general_dilated against plain nn.Conv: output, input gradient, kernel gradient."""
+  x = jax.random.normal(jax.random.key(6), (2, 9, 7, 5))
+  plain = nn.Conv(6, kernel, padding=padding)
+  fast = nn.Conv(6, kernel, padding=padding, conv_general_dilated=layers.conv_general_dilated)
+  variables = plain.init(jax.random.key(7), x)
+  cotangent = jax.random.normal(jax.random.key(8), plain.apply(variables, x).shape)
+
+  def grads(module):
+    return jax.grad(lambda v, x: jnp.vdot(module.apply(v, x), cotangent), argnums=(0, 1))(variables, x)
+
+  np.testing.assert_allclose(fast.apply(variables, x), plain.apply(variables, x), rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), grads(fast), grads(plain))
+
+
+def test_conv_kernel_gradient_against_numpy():
+  """An independent count: dW[i, j] = sum over n, h, w of x_padded[n, h+i, w+j, :]^T g[n, h, w, :]."""
+  rng = np.random.default_rng(0)
+  x, w = rng.normal(size=(2, 5, 6, 3)), rng.normal(size=(3, 3, 3, 4))
+  g = rng.normal(size=(2, 5, 6, 4))
+  dw = jax.grad(lambda w: jnp.vdot(layers.conv2d(jnp.asarray(x, jnp.float32), w, ((1, 1), (1, 1))), g))(
+      jnp.asarray(w, jnp.float32))
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  expected = np.stack([np.stack([np.einsum('nhwc,nhwd->cd', xp[:, i:i + 5, j:j + 6], g) for j in range(3)])
+                       for i in range(3)])
+  np.testing.assert_allclose(dw, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_strided_conv_falls_back_to_lax():
+  x = jax.random.normal(jax.random.key(9), (1, 8, 8, 2))
+  w = jax.random.normal(jax.random.key(10), (3, 3, 2, 3))
+  args = ((2, 2), ((1, 1), (1, 1)))
+  dn = ('NHWC', 'HWIO', 'NHWC')
+  np.testing.assert_array_equal(layers.conv_general_dilated(x, w, *args, dimension_numbers=dn),
+                                jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dn))
+
+
+class _PlainTrunk(nn.Module):
+  """ExpNet's trunk as written before layers.py: nn.Conv and nn.max_pool, the same parameter names."""
+  widths: tuple
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    for block, channels in enumerate(self.widths, start=1):
+      x = nn.Conv(channels, (3, 3), padding=1, use_bias=False, name=f'conv{block}')(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f'bn{block}')(x)
+      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+    return x
+
+
+def test_expnet_trunk_step_matches_the_plain_layers():
+  """The student's loss, gradients and BatchNorm statistics of one train-mode pass equal the plain Flax layers'."""
+  widths = (4, 8, 8)
+  images = jax.random.normal(jax.random.key(11), (4, 24, 24, 3))
+  fast, plain = expnet.Trunk(widths, None, jnp.float32), _PlainTrunk(widths)
+  variables = fast.init(jax.random.key(12), images, train=False)
+  target = jax.random.normal(jax.random.key(13), (4, 3, 3, 8))
+
+  def loss_and_grads(module):
+    def loss(params):
+      out, updates = module.apply({'params': params, 'batch_stats': variables['batch_stats']}, images, train=True,
+                                  mutable=['batch_stats'])
+      return jnp.sum((out - target) ** 2), updates
+    return jax.value_and_grad(loss, has_aux=True)(variables['params'])
+
+  (loss_fast, stats_fast), grads_fast = loss_and_grads(fast)
+  (loss_plain, stats_plain), grads_plain = loss_and_grads(plain)
+  np.testing.assert_allclose(loss_fast, loss_plain, rtol=1e-5)
+  # Float rounding: summation orders differ, so compare against each array's own scale.
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.max(np.abs(b))))
+  jax.tree.map(close, grads_fast, grads_plain)
+  jax.tree.map(close, stats_fast, stats_plain)
