@@ -467,17 +467,18 @@ class Progress:
     self.stream = sys.stderr if stream is None else stream
     self.enabled = total >= min_total
     self.start = time.perf_counter()
-    self._shown = -1
+    self._shown, self._last = -1, 0.0
 
   def update(self, n: int = 1) -> None:
     self.done += n
     if not self.enabled:
       return
     percent = min(100, 100 * self.done // max(1, self.total))
-    if percent == self._shown:
+    now = time.perf_counter()
+    if percent == self._shown or (percent < 100 and now - self._last < 0.5):  # redraw at most twice a second
       return
-    self._shown = percent
-    rate = self.done / max(1e-9, time.perf_counter() - self.start)
+    self._shown, self._last = percent, now
+    rate = self.done / max(1e-9, now - self.start)
     bar = '#' * (percent // 5) + '.' * (20 - percent // 5)
     self.stream.write(f'\r[{bar}] {self.done}/{self.total} frames, {rate:.1f}/s')
     if percent == 100:
