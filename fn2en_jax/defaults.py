@@ -70,6 +70,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.compilation_cache_dir = '~/.cache/fn2en_jax/xla'
   # Stages run in this order; a stage whose final checkpoint exists is skipped.
   config.stages = ('face', 'a', 'b', 'scratch')
+  # A run refuses to start in a workdir on a disk with less free space than this (GB): checkpoints would fail later.
+  config.min_free_gb = 0.5
+  # Resuming in a workdir whose config.json differs in a field that changes the model or the data is refused;
+  # 'field1,field2' (dotted names, * for any stage: 'stage_*.batch_size') allows those to differ. fn2en_jax/workdir.py
+  # lists the fields that may always change (num_steps, log/eval/checkpoint_every, learning_rate, paths, ...).
+  config.allow_changed = ''
 
   config.data = data_config()                       # the expression dataset
   config.face_data = data_config(config='identities', holdout_every=10)  # face_pretrain only

@@ -6,14 +6,16 @@ errors into `ConfigError`s): an expected error (a `UserError`) prints
   error: <cause, naming the field or file and what was expected>
   remedy: <what to do about it>
 
-on stderr with no traceback and exits with its kind's code; anything else is a bug, shown with its traceback and
-exit code 1. `--verbose` on the command line or FN2EN_VERBOSE=1 in the environment shows the traceback of
+on stderr with no traceback and exits with its kind's code; so does a disk that fills up or turns read-only
+mid-run (an OSError ENOSPC, EDQUOT or EROFS, reported as a WorkdirError). Anything else is a bug, shown with its
+traceback and exit code 1. `--verbose` on the command line or FN2EN_VERBOSE=1 in the environment shows the traceback of
 expected errors too.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import sys
@@ -97,12 +99,29 @@ def boundary(fn: Callable[[], object]) -> NoReturn:
   except KeyboardInterrupt:
     print('interrupted', file=sys.stderr)
     sys.exit(130)
+  except OSError as e:
+    if e.errno not in _DISK_ERRNOS:
+      _report_bug()
+    # The disk filled up (or went read-only) while a file was written: the user's to fix, not a bug. Checkpoints
+    # are written to a temporary folder and renamed when complete, so the newest complete one is intact.
+    error = WorkdirError(f'{e.filename or "writing a file"}: {e.strerror}',
+                         'free some space (or remount the disk read-write), then run the same command again: it '
+                         'resumes from the newest complete checkpoint')
+    report(error, show_traceback=verbose())
+    sys.exit(error.exit_code)
   except BaseException:  # pylint: disable=broad-except
-    traceback.print_exc()
-    print('error: this is a bug in fn2en_jax, not in your input; please report it with the traceback above',
-          file=sys.stderr, flush=True)
-    sys.exit(BUG)
+    _report_bug()
   sys.exit(OK)
+
+
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _report_bug() -> NoReturn:
+  traceback.print_exc()
+  print('error: this is a bug in fn2en_jax, not in your input; please report it with the traceback above',
+        file=sys.stderr, flush=True)
+  sys.exit(BUG)
 
 
 # --- absl entry points ------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import ml_collections
 from absl import logging
 
 from fn2en_jax import errors, evaluate, kfold, models
+from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
 from fn2en_jax.stages import STAGES, Context, order_errors
@@ -99,7 +100,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   (or, for every fold, the k-fold report)."""
   validate(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.check(workdir, config)
   if config.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir))
   if config.data.fold == -1:
@@ -111,6 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def run_fold(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """The stages of a single-fold config, then results.md/json."""
   os.makedirs(workdir, exist_ok=True)
+  workdir_lib.check_resume(workdir, config)
   _write_config(config, workdir)
   data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   mesh = parallel.make_mesh()

@@ -13,8 +13,7 @@ import logging as logging_lib
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fn2en_jax import experiment
-from fn2en_jax.train import distributed
+from fn2en_jax import errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard logs and results go here.')
@@ -37,6 +36,10 @@ class _QuietLibraries(logging_lib.Filter):
 
 
 def main(argv):
+  # Imported here, after the flags parsed: a mistyped flag or config field is reported in a second, not after
+  # JAX, TensorFlow and Orbax have loaded.
+  from fn2en_jax import experiment  # pylint: disable=import-outside-toplevel
+  from fn2en_jax.train import distributed  # pylint: disable=import-outside-toplevel
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -50,4 +53,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  errors.run_app(main)

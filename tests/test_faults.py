@@ -4,14 +4,21 @@ traceback, and nothing half-written left behind: bad dataset files, bad weight f
 The command-line cases run the real `python -m ...` in a subprocess; the rest call the same functions in-process.
 """
 
+import contextlib
+import fnmatch
+import json
 import os
 import pathlib
 import pickle
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -25,7 +32,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, '-m', *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+  return subprocess.run([sys.executable, '-m', *args], cwd=REPO, capture_output=True, text=True, timeout=900,
                         env={**os.environ, **(env or {})})
 
 
@@ -193,3 +200,230 @@ def test_features_names_the_file_that_is_not_an_image(tmp_path):
   with pytest.raises(errors.MissingInput, match=re.escape(f'{tmp_path / "gone.png"}: file not found')):
     features.load_images([str(tmp_path / 'gone.png')], 16)
   assert features.load_images([str(good)], 16).shape == (1, 16, 16, 3)
+
+
+# --- main: the issue's config rows, the workdir, divergence, real kills -----------------------------------------
+
+def run_main(workdir, *overrides: str, config: str = 'tests/tiny_config.py') -> subprocess.CompletedProcess:
+  return run_cli('fn2en_jax.main', f'--config={config}', f'--workdir={workdir}', *overrides)
+
+
+def test_config_mistakes_stop_before_any_work_in_one_line(tmp_path):
+  work = tmp_path / 'work'
+  assert_one_line(run_main(work, '--config.stage_a.lr=0.1'), errors.CONFIG,
+                  re.escape('config field stage_a.lr does not exist'),
+                  re.escape('did you mean stage_a.learning_rate?'))
+  assert_one_line(run_main(work, "--config.stages=('face','aa')"), errors.CONFIG,
+                  re.escape("config.stages: unknown stage(s) ['aa']"))
+  assert_one_line(run_main(work, config='configs/sfew.py'), errors.CONFIG, re.escape('config.teacher.init: '))
+  assert not work.exists()
+
+
+KILL_STEPS = 8  # steps of stages a and b in the kill test, a checkpoint after each
+
+
+def _kill_overrides(data_dir, face_net) -> list[str]:
+  out = [f'--config.data_dir={data_dir}', "--config.stages=('face','a','b')", f'--config.teacher.init={face_net}']
+  for name in ('a', 'b'):
+    out += [f'--config.stage_{name}.num_steps={KILL_STEPS}', f'--config.stage_{name}.checkpoint_every=1',
+            f'--config.stage_{name}.log_every=4', f'--config.stage_{name}.eval_every={KILL_STEPS}']
+  return out
+
+
+def _save_random_face_net(init: pathlib.Path) -> None:
+  """The tiny config's teacher (VGG-Face at width 1/16) with NumPy-drawn weights, written as a converted one."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from fn2en_jax.models import face_nets  # pylint: disable=import-outside-toplevel
+  kwargs = dict(width=1 / 16, fc_dim=256, input_mean=(129.19, 104.76, 93.59), input_std=1.0)
+  module = face_nets.MODELS['vgg_face'](num_classes=1, **kwargs)
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+  rng = np.random.default_rng(0)
+  params = {name: jax.tree.map(lambda s: rng.normal(0, 0.1, s.shape).astype(np.float32), layer)
+            for name, layer in shapes['params'].items() if name != 'fc8'}
+  face_nets.save(str(init), 'vgg_face', kwargs, params, input_size=32)
+
+
+def _steps_and_tmp(stage_dir: pathlib.Path) -> tuple[list[int], list[str]]:
+  try:
+    names = os.listdir(stage_dir)
+  except FileNotFoundError:
+    return [], []
+  return sorted(int(n) for n in names if n.isdigit()), [n for n in names if 'tmp' in n]
+
+
+def _kill_when(cmd: list[str], log: pathlib.Path, stage_dir: pathlib.Path, after: int, writing: bool) -> None:
+  """Starts `cmd` and SIGKILLs it once stage_dir holds a finished checkpoint of step >= `after` and, if `writing`,
+  while a checkpoint is being written (Orbax's temporary folder is there), else while none is."""
+  with log.open('w') as out:
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+  try:
+    while proc.poll() is None:
+      steps, tmp = _steps_and_tmp(stage_dir)
+      if steps and steps[-1] >= after and bool(tmp) == writing:
+        proc.kill()
+        break
+      time.sleep(0.002)
+  finally:
+    proc.kill()
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+
+
+def _final_state(stage_dir: pathlib.Path) -> dict:
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  from fn2en_jax.train import checkpoint  # pylint: disable=import-outside-toplevel
+  with ocp.PyTreeCheckpointer() as ckpt:
+    return ckpt.restore(checkpoint.latest_state_path(str(stage_dir)))
+
+
+def test_sigkill_in_stages_a_and_b_even_mid_checkpoint_then_rerun_equals_an_uninterrupted_run(tmp_path):
+  _save_random_face_net(tmp_path / 'face_net')
+  overrides = _kill_overrides(tmp_path / 'tfds', tmp_path / 'face_net')
+  done = run_main(tmp_path / 'straight', *overrides)
+  assert done.returncode == 0, done.stderr[-3000:]
+
+  work = tmp_path / 'killed'
+  cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={work}', *overrides]
+  interrupted_writes = {}
+  for stage in ('a', 'b'):
+    stage_dir = work / stage
+    # Killed while a checkpoint is written (tried again if the write finished between the look and the kill) ...
+    for attempt in range(3):
+      first = _steps_and_tmp(stage_dir)[0]
+      _kill_when(cmd, tmp_path / f'{stage}_write_{attempt}.log', stage_dir, after=(first[-1] if first else 0) + 1,
+                 writing=True)
+      if _steps_and_tmp(stage_dir)[1]:  # the half-written checkpoint is still there
+        interrupted_writes[stage] = attempt + 1
+        break
+    # ... and between two checkpoints, further on.
+    steps = _steps_and_tmp(stage_dir)[0]
+    assert steps and steps[-1] < KILL_STEPS
+    _kill_when(cmd, tmp_path / f'{stage}_between.log', stage_dir, after=steps[-1] + 2, writing=False)
+    assert _steps_and_tmp(stage_dir)[0][-1] < KILL_STEPS  # killed mid-stage, not after it
+  assert set(interrupted_writes) == {'a', 'b'}, interrupted_writes
+
+  done = run_main(work, *overrides)
+  assert done.returncode == 0, done.stderr[-3000:]
+  for stage in ('a', 'b'):
+    straight, resumed = _final_state(tmp_path / 'straight' / stage), _final_state(work / stage)
+    assert int(resumed['step']) == int(straight['step']) == KILL_STEPS
+    for part in ('params', 'opt_state'):
+      assert jax.tree.leaves(straight[part]), part
+      jax.tree.map(np.testing.assert_array_equal, resumed[part], straight[part])  # also fails on another structure
+
+
+def test_divergence_stops_at_the_bad_step_names_the_last_good_checkpoint_and_saves_nothing_after(tmp_path):
+  import tiny_config  # pylint: disable=import-outside-toplevel
+  from fn2en_jax import experiment  # pylint: disable=import-outside-toplevel
+  config = tiny_config.get_config()
+  config.data_dir = str(tmp_path / 'tfds')
+  config.stages = ('scratch',)
+  # A checkpoint after every step but a loss check (logging) only every 3rd: the check before each save is what
+  # must keep a diverged state out of the checkpoints.
+  config.stage_scratch.update(dict(optimizer='sgd', learning_rate=1e30, warmup_steps=0, schedule='constant',
+                                   num_steps=6, checkpoint_every=1, log_every=3, eval_every=6))
+  with pytest.raises(errors.Diverged) as info:
+    experiment.run(config, str(tmp_path / 'work'))
+  match = re.match(r'scratch: training diverged at step (\d+) \(.*(nan|inf).*\); the last good checkpoint is step '
+                   r'(\d+) in (\S+)$', info.value.cause)
+  assert match, info.value.cause
+  bad, last, stage_dir = int(match[1]), int(match[3]), match[4]
+  assert stage_dir == str(tmp_path / 'work' / 'scratch')
+  assert info.value.exit_code == errors.DIVERGED
+  assert info.value.remedy.startswith('lower --config.stage_scratch.learning_rate (now 1e+30)')
+  steps, tmp = _steps_and_tmp(tmp_path / 'work' / 'scratch')
+  assert steps and max(steps) == last == bad - 1 and not tmp  # every step before the bad one saved, none after
+  saved = _final_state(tmp_path / 'work' / 'scratch')
+  assert int(saved['step']) == last
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved['params']))
+
+
+# --- the workdir ------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _tmpfs(path: pathlib.Path, *options: str):
+  """A tiny tmpfs mounted at `path` (needs root and mount(8)); skips the test where it cannot be mounted."""
+  path.mkdir()
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', ','.join(('size=1m', *options)), 'tmpfs', str(path)],
+                           capture_output=True, check=False).returncode == 0
+  if not mounted:
+    pytest.skip('cannot mount a tmpfs here (needs root)')
+  try:
+    yield path
+  finally:
+    subprocess.run(['umount', str(path)], check=True)
+
+
+@contextlib.contextmanager
+def _read_only_dir(path: pathlib.Path):
+  """A directory this process cannot write to: chmod 555 for a normal user; root, whom permissions do not stop,
+  gets a read-only tmpfs."""
+  if os.geteuid() == 0:
+    with _tmpfs(path, 'ro') as mounted:
+      yield mounted
+  else:
+    path.mkdir()
+    path.chmod(0o555)
+    try:
+      yield path
+    finally:
+      path.chmod(0o755)
+
+
+def test_unwritable_workdir_stops_before_training_with_the_workdir_code(tmp_path):
+  from fn2en_jax import workdir  # pylint: disable=import-outside-toplevel
+  with _read_only_dir(tmp_path / 'ro') as ro:
+    with pytest.raises(errors.WorkdirError, match=re.escape(f'--workdir={ro / "work"}: cannot write there')):
+      workdir.check_writable(str(ro / 'work'), 0.0)
+    done = run_main(ro / 'work', f'--config.data_dir={tmp_path / "tfds"}')
+    assert_one_line(done, errors.WORKDIR, re.escape(f'--workdir={ro / "work"}: cannot write there'),
+                    re.escape('pick a directory you can write to'))
+    assert os.listdir(ro) == []
+  assert not (tmp_path / 'tfds').exists()  # stopped before reading any data
+
+
+def test_full_disk_stops_before_training(tmp_path):
+  from fn2en_jax import workdir  # pylint: disable=import-outside-toplevel
+  import tiny_config  # pylint: disable=import-outside-toplevel
+  # Everywhere: a threshold no disk meets, from the config field a user would set.
+  config = tiny_config.get_config()
+  config.min_free_gb = 1e9
+  with pytest.raises(errors.WorkdirError, match=r'GB free on its disk, below config.min_free_gb=1e\+09') as info:
+    workdir.check(str(tmp_path / 'work'), config)
+  assert info.value.exit_code == errors.WORKDIR and 'lower --config.min_free_gb' in info.value.remedy
+  # Where a 1 MB tmpfs can be mounted: a really small disk, with the default threshold.
+  with _tmpfs(tmp_path / 'small') as small:
+    assert tiny_config.get_config().min_free_gb > shutil.disk_usage(small).free / 1e9
+    with pytest.raises(errors.WorkdirError, match=re.escape(f'--workdir={small / "work"}: 0.00105 GB free')):
+      workdir.check(str(small / 'work'), tiny_config.get_config())
+
+
+def test_a_workdir_of_another_config_refuses_to_resume_unless_allowed(tmp_path):
+  from fn2en_jax import workdir  # pylint: disable=import-outside-toplevel
+  import tiny_config  # pylint: disable=import-outside-toplevel
+  saved = tiny_config.get_config()
+  (tmp_path / 'config.json').write_text(saved.to_json_best_effort(indent=2))
+  config = tiny_config.get_config()
+  workdir.check_resume(str(tmp_path), config)  # the same config resumes
+  # Training longer, logging, evaluating and saving at other steps, at another learning rate: resumes too.
+  config.stage_a.update(dict(num_steps=40, log_every=1, eval_every=5, checkpoint_every=3, learning_rate=1e-4))
+  config.data.num_threads = 4
+  workdir.check_resume(str(tmp_path), config)
+  # Another student and another dataset: refused, naming both fields with their old and new values.
+  config.student.widths = (8, 8, 8, 8, 8)
+  config.data.name = 'ck_plus_48'
+  with pytest.raises(errors.WorkdirError) as info:
+    workdir.check_resume(str(tmp_path), config)
+  assert info.value.cause == (
+      f"--workdir={tmp_path} holds a run of another config: data.name ('synth_faces' -> 'ck_plus_48'), "
+      'student.widths ([4, 4, 8, 8, 8] -> [8, 8, 8, 8, 8]) changed, which changes the model or the data it was '
+      'trained on')
+  assert info.value.remedy == ('use a new --workdir; or, to resume anyway, add '
+                               '--config.allow_changed=data.name,student.widths')
+  config.allow_changed = 'data.name,student.widths'
+  workdir.check_resume(str(tmp_path), config)
+  # The list of fields that may change is a list of patterns a test can check against the config's fields.
+  names = set(errors.config_fields(saved))
+  for pattern in workdir.RESUMABLE:
+    assert any(fnmatch.fnmatchcase(name, pattern) for name in names), pattern
+  assert json.loads((tmp_path / 'config.json').read_text()) == workdir.as_json(saved)

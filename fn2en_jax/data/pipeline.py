@@ -125,7 +125,8 @@ def _load(dataset: str, builder_config: str, manual_dir: str, synth: tuple, spli
     name = dataset if config is not None else name
   builder = build.get_builder(name, data_dir=data_dir, manual_dir=manual_dir or None, config=config)
   if split not in builder.info.splits:
-    raise ValueError(f'data.split: {builder.info.full_name} has splits {sorted(builder.info.splits)}, not {split!r}')
+    raise errors.ConfigError(f'data.split: {builder.info.full_name} has splits {sorted(builder.info.splits)}, not '
+                             f'{split!r}', f'set the split to one of {sorted(builder.info.splits)}')
   source = builder.as_data_source()[split]
   # One pass over the records to learn labels and subjects; the datasets are small (tens of thousands of faces).
   records = [source[i] for i in range(len(source))]
@@ -159,8 +160,8 @@ def tfd_split(examples: Examples, fold: int, *, valid_in_train: bool) -> tuple[E
   """(train, test) of TFD's official fold `fold`: test = code 3; train = code 1, and code 2 (valid) if
   `valid_in_train`. Rows with code 0 take no part in that fold."""
   if examples.fold_codes is None:
-    raise ValueError("data.protocol='tfd_folds' needs TFD's official folds (the feature `folds` of the tfd "
-                     "builder); this dataset has none: use data.protocol='subject_folds'")
+    raise errors.ConfigError("data.protocol='tfd_folds' needs TFD's official folds (the feature `folds` of the tfd "
+                             'builder); this dataset has none', "use --config.data.protocol=subject_folds")
   train, valid, test = folds.tfd_fold_split(examples.fold_codes, fold)
   if valid_in_train:
     train = np.sort(np.concatenate([train, valid]))
@@ -220,8 +221,9 @@ def with_extra_train(train: Examples, data_cfg: ml_collections.ConfigDict, *, da
                                            'manual_dir': data_cfg.extra_manual_dir or data_cfg.manual_dir})
     extra = load(extra_cfg, split, data_dir=data_dir)
     if extra.class_names != train.class_names:
-      raise ValueError(f'data.extra_train: {entry!r} has the labels {list(extra.class_names)}, but '
-                       f'{data_cfg.name} has {list(train.class_names)}; they must match exactly, in order')
+      raise errors.ConfigError(f'data.extra_train: {entry!r} has the labels {list(extra.class_names)}, but '
+                               f'{data_cfg.name} has {list(train.class_names)}; they must match exactly, in order',
+                               'add only datasets with the same label names, in the same order (FER2013 to SFEW)')
     parts.append(extra)
   return concatenate(parts) if len(parts) > 1 else train
 

@@ -6,7 +6,6 @@ It knows nothing of the stage it runs: a `Stage` brings its state, its pure per-
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Any, Callable
 
@@ -72,6 +71,24 @@ def _average(history: list[dict]) -> dict:
   return {k: float(v.compute()) for k, v in merged.items()}
 
 
+def _raise_if_diverged(stage: Stage, unchecked: list[tuple[int, Any]], mngr, stage_dir: str) -> None:
+  """errors.Diverged naming the first of the `unchecked` (step, metrics) whose metrics are not finite, and the last
+  good checkpoint; empties `unchecked`. Runs before every save, so that no checkpoint holds a diverged state."""
+  records = jax.device_get(unchecked)
+  unchecked.clear()
+  for step, values in records:
+    bad = {k: float(np.mean(v)) for k, v in values.items() if not np.all(np.isfinite(v))}
+    if bad:
+      mngr.wait_until_finished()
+      last = mngr.latest_step()
+      where = (f'the last good checkpoint is step {last} in {stage_dir}' if last else
+               'no checkpoint was saved before it')
+      raise errors.Diverged(
+          f'{stage.name}: training diverged at step {step} ({", ".join(f"{k}={v}" for k, v in bad.items())}); {where}',
+          f'lower --config.stage_{stage.name}.learning_rate (now {stage.hparams.learning_rate}) or check the data, '
+          f'then run the same command again: it {f"resumes from step {last}" if last else "starts the stage over"}')
+
+
 def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   """Trains `stage` to `hparams.num_steps` (resuming from its newest checkpoint) and returns its final summary."""
   hp = stage.hparams
@@ -97,21 +114,19 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
                  len(stage.eval_examples), hp.num_steps, hp.batch_size)
   progress = periodic_actions.ReportProgress(num_train_steps=hp.num_steps, writer=writer, every_secs=10)
 
-  history, summary = [], None
+  history, unchecked, summary = [], [], None
   preemption.watch()
   try:
     for step in range(start + 1, hp.num_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, step_metrics = train_step(state, parallel.shard_batch(next(data_iter), mesh), stage.aux)
       history.append(step_metrics)
+      unchecked.append((step, step_metrics))
       progress(step)
       if itstime(step, hp.log_every, hp.num_steps):
+        _raise_if_diverged(stage, unchecked, mngr, stage_dir)
         means = _average(history)
         history = []
-        if not all(math.isfinite(v) for v in means.values()):
-          raise FloatingPointError(
-              f'{stage.name}: training diverged at step {step} ({means}); lower --config.stage_{stage.name}'
-              '.learning_rate or check the data')
         writer.write_scalars(step, {f'train/{k}': v for k, v in means.items()})
       if itstime(step, hp.eval_every, hp.num_steps):
         summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
@@ -119,9 +134,11 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
         logging.info('%s step %d: %s', stage.name, step, _scalars(summary))
       saved = itstime(step, hp.checkpoint_every, hp.num_steps)
       if saved:
+        _raise_if_diverged(stage, unchecked, mngr, stage_dir)  # a diverged state is never saved
         checkpoint.save(mngr, state, data_iter)
       if preemption.reached(mngr, step) and step < hp.num_steps:
         if not saved:
+          _raise_if_diverged(stage, unchecked, mngr, stage_dir)
           checkpoint.save(mngr, state, data_iter)
         mngr.wait_until_finished()
         raise errors.Preempted(f'{stage.name}: stopped by SIGTERM after step {step} of {hp.num_steps}; its checkpoint '
