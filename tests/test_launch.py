@@ -3,7 +3,8 @@
 Checked: --help; the --dry-run command lines (run with an empty PATH, so they need no tool); that a real run runs
 exactly what the dry run printed, with stand-in gcloud, git, sbatch, srun and python on PATH that record their
 arguments (the real ones would create cloud resources, are not installed, or would start a training run); the
-commands a TPU worker runs, executed here by bash; and the one-line errors for a missing tool or argument.
+commands a TPU worker runs, executed here by bash (with stand-ins for gcsfuse, mountpoint and sudo: a real mount
+needs a bucket, and sudo would change this machine); and the one-line errors for a missing tool or argument.
 """
 
 import json
@@ -27,6 +28,9 @@ STAGES = "--config.stages=('face','a')"
 ENV = 'A=x y'
 RUN_ARGS = ('--config=configs/sfew.py', f'--env={ENV}', STAGES, '--', '--verbose')
 TPU = ('--tpu=fn2en', '--zone=us-central2-b')
+# gs:// paths: the workdir's bucket twice (the face net is in it too) and a second bucket for the data.
+GCS_ARGS = ('--workdir=gs://bucket/runs/sfew', '--config.data_dir=gs://data-b/tfds',
+            '--config.teacher.init=gs://bucket/face_nets/vgg_face')
 
 FAKE = '''#!{python}
 import json, os, signal, sys, time
@@ -40,23 +44,86 @@ sys.exit(int(os.environ.get('FAKE_EXIT', '0')))
 '''
 
 
-def train(*flags, workdir, dtype='--config.dtype=bfloat16'):
+# The worker side of the mount, in bash (a Python stand-in would start too slowly here, ~30 calls): each records
+# its words, tab-separated, a line per call. sudo runs mkdir and chown (in the test's directory) and only records
+# the rest, which would change this machine; its `tee FILE` writes into FAKE_TEE/<name of FILE>, and its
+# `apt-get install` puts a gcsfuse stand-in on PATH. gcsfuse needs an existing directory and adds it to the
+# FAKE_MOUNTS list, which mountpoint reads.
+WORKER_FAKE = r'''#!/bin/bash
+name=${0##*/}
+(IFS=$'\t'; printf '%s\n' "$name${*:+$'\t'}$*") >> "$FAKE_WORKER_RECORD"
+touch "$FAKE_MOUNTS"
+case $name in
+  sudo)
+    case $1 in
+      mkdir | chown) exec "$@" ;;
+      tee) cat > "$FAKE_TEE/${2##*/}" ;;
+      apt-get) [[ $2 != install ]] || cp "$0" "$FAKE_INSTALL/gcsfuse" ;;
+    esac ;;
+  lsb_release) echo jammy ;;
+  gcsfuse) [[ -d ${!#} ]] && ! grep -qxF -- "${!#}" "$FAKE_MOUNTS" && echo "${!#}" >> "$FAKE_MOUNTS" ;;
+  mountpoint) grep -qxF -- "${!#}" "$FAKE_MOUNTS" ;;
+esac
+'''
+
+
+def train(*flags, workdir, dtype='--config.dtype=bfloat16', overrides=()):
   """The training command the scripts must run, as argv (an independent spelling of it)."""
   return ['python', '-m', 'fn2en_jax.main', *flags, '--config=configs/sfew.py', f'--workdir={workdir}', dtype,
-          STAGES, '--verbose']
+          *overrides, STAGES, '--verbose']
+
+
+def tpu_train(root):
+  """The training command of `tpu_pod.sh run` with GCS_ARGS and the buckets mounted under `root`."""
+  return train('--distributed', workdir=f'{root}/bucket/runs/sfew', overrides=(
+      f'--config.data_dir={root}/data-b/tfds', f'--config.teacher.init={root}/bucket/face_nets/vgg_face'))
+
+
+def first_mount(root):
+  """What the worker runs to mount both buckets under `root` where neither is mounted (gcsfuse installed)."""
+  calls = []
+  for bucket in ('bucket', 'data-b'):
+    calls += [['mountpoint', '-q', f'{root}/{bucket}'], ['sudo', 'mkdir', '-p', f'{root}/{bucket}'],
+              ['sudo', 'chown', f'{os.getuid()}:{os.getgid()}', f'{root}/{bucket}'],
+              ['gcsfuse', '--implicit-dirs', '--rename-dir-limit=100000', bucket, f'{root}/{bucket}']]
+  return calls
 
 
 @pytest.fixture
 def bins(tmp_path):
-  """Directories for PATH: 'empty', and 'fakes' with recording stand-ins for every tool (plus the real `env`)."""
-  empty, fakes = tmp_path / 'empty', tmp_path / 'fakes'
-  empty.mkdir()
-  fakes.mkdir()
-  for tool in ('gcloud', 'git', 'sbatch', 'srun', 'python'):
-    (fakes / tool).write_text(FAKE.format(python=sys.executable))
-    (fakes / tool).chmod(0o755)
-  os.symlink(shutil.which('env'), fakes / 'env')
-  return {'empty': str(empty), 'fakes': str(fakes), 'record': str(tmp_path / 'record.jsonl'), 'tmp': tmp_path}
+  """Directories for PATH: 'empty', 'fakes' with recording stand-ins for every tool (plus the real `env`), and
+  'worker' with those a TPU worker's mount step runs ('gcsfuse' holds the stand-in gcsfuse alone)."""
+  dirs = {name: tmp_path / name for name in ('empty', 'fakes', 'worker', 'gcsfuse')}
+  for path in dirs.values():
+    path.mkdir()
+  fake = FAKE.format(python=sys.executable)
+  tools = [('fakes', tool, fake) for tool in ('gcloud', 'git', 'sbatch', 'srun', 'python')]
+  tools += [('worker', tool, WORKER_FAKE) for tool in ('sudo', 'mountpoint', 'lsb_release', 'curl')]
+  for place, tool, text in [*tools, ('gcsfuse', 'gcsfuse', WORKER_FAKE)]:
+    (dirs[place] / tool).write_text(text)
+    (dirs[place] / tool).chmod(0o755)
+  os.symlink(shutil.which('env'), dirs['fakes'] / 'env')
+  (tmp_path / 'tee').mkdir()
+  return {**{name: str(path) for name, path in dirs.items()}, 'record': str(tmp_path / 'record.jsonl'),
+          'worker_record': str(tmp_path / 'worker.tsv'), 'tmp': tmp_path}
+
+
+def worker_env(bins, home):
+  """The environment of a TPU worker's commands: the mount stand-ins first on PATH, then the system's tools."""
+  return {'PATH': f'{bins["worker"]}:{bins["gcsfuse"]}:/usr/bin:/bin', 'HOME': str(home),
+          'FAKE_RECORD': bins['record'], 'FAKE_WORKER_RECORD': bins['worker_record'],
+          'FAKE_MOUNTS': str(bins['tmp'] / 'mounts'), 'FAKE_TEE': str(bins['tmp'] / 'tee'),
+          'FAKE_INSTALL': bins['gcsfuse']}
+
+
+def worker_calls(bins):
+  """The argv of every call of a mount stand-in since the last call of this, in order."""
+  if not os.path.exists(bins['worker_record']):
+    return []
+  with open(bins['worker_record']) as f:
+    calls = [line.rstrip('\n').split('\t') for line in f]
+  os.remove(bins['worker_record'])
+  return calls
 
 
 def launch(bins, script, *args, path, **env):
@@ -170,27 +237,40 @@ def test_tpu_create_delete_logs_dry_run(bins):
 
 
 def test_tpu_run_and_resume_dry_run(bins):
-  args = (*TPU, '--workdir=gs://bucket/runs/sfew', *RUN_ARGS)
-  git, scp, setup, start = dry_run(bins, 'tpu_pod.sh', 'run', *args)
+  args = (*TPU, *GCS_ARGS, *RUN_ARGS)
+  git, scp, setup, mount, start = dry_run(bins, 'tpu_pod.sh', 'run', *args)
   archive = str(bins['tmp'] / 'fn2en_jax.tar.gz')
   assert git == ['git', '-C', REPO, 'archive', '--format=tar.gz', f'--output={archive}', 'HEAD']
   assert scp == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'scp', archive, 'fn2en:fn2en_jax.tar.gz',
                  '--zone=us-central2-b', '--worker=all']
-  for ssh in (setup, start):
+  for ssh in (setup, mount, start):
     assert ssh[:8] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'fn2en', '--zone=us-central2-b', '--worker=all']
-  # The training command, in braces after a trap, ended by `;` (the last word of this override list is --verbose).
-  assert contains(shlex.split(option(start, '--command')),
-                  ['{', 'trap', ':', 'TERM;', 'env', ENV, *train('--distributed', workdir='gs://bucket/runs/sfew')[:-1], '--verbose;'])
+  # Each bucket mounted once, at /mnt/gcs/<bucket>, where it is not mounted yet (the words between `;`).
+  mount_words = shlex.split(option(mount, '--command'))
+  for bucket in ('bucket', 'data-b'):
+    assert contains(mount_words, ['if', '!', 'mountpoint', '-q', f'/mnt/gcs/{bucket};', 'then'])
+    assert contains(mount_words, ['gcsfuse', '--implicit-dirs', '--rename-dir-limit=100000', bucket,
+                                  f'/mnt/gcs/{bucket};'])
+  assert mount_words.count('--implicit-dirs') == 2  # one gcsfuse per bucket
+  # The training command, in braces after a trap, ended by `;` (the last word of this override list is --verbose),
+  # with every gs:// path as its path under /mnt/gcs; nothing of gs:// is left.
+  start_words = shlex.split(option(start, '--command'))
+  assert contains(start_words, ['{', 'trap', ':', 'TERM;', 'env', ENV, *tpu_train('/mnt/gcs')[:-1], '--verbose;'])
+  assert 'gs://' not in option(start, '--command')
+  assert contains(start_words, ['mountpoint', '-q', '/mnt/gcs/data-b', '||'])
   # resume = delete, create, run, with the options of each.
   assert dry_run(bins, 'tpu_pod.sh', 'resume', '--quiet', '--spot', *args) == [
       *dry_run(bins, 'tpu_pod.sh', 'delete', *TPU, '--quiet'), *dry_run(bins, 'tpu_pod.sh', 'create', *TPU, '--spot'),
-      git, scp, setup, start]
+      git, scp, setup, mount, start]
 
 
 def test_tpu_run_on_a_worker(bins, tmp_path):
-  """`run` runs what its dry run printed; then the worker side, by bash in a stand-in home: the run starts detached
-  in its own process group, in the checkout, with the venv's python; `logs` shows its log; a second run is refused."""
-  args = (*TPU, '--workdir=gs://bucket/runs/sfew', *RUN_ARGS)
+  """`run` runs what its dry run printed; then the worker side, by bash in a stand-in home: no run starts before
+  the buckets are mounted; the mount step mounts each once, and again leaves them as they are; the run starts
+  detached in its own process group, in the checkout, with the venv's python and the mounted paths; `logs` shows
+  its log; a second run is refused."""
+  root = str(tmp_path / 'mnt' / 'gcs')
+  args = (*TPU, *GCS_ARGS, f'--mount-root={root}', *RUN_ARGS)
   printed = dry_run(bins, 'tpu_pod.sh', 'run', *args)
   done = launch(bins, 'tpu_pod.sh', 'run', *args, path=bins['fakes'])
   assert done.returncode == 0, done.stderr
@@ -201,10 +281,11 @@ def test_tpu_run_on_a_worker(bins, tmp_path):
   (home / 'fn2en_jax').mkdir(parents=True)
   (home / 'fn2en_venv' / 'bin').mkdir(parents=True)
   (home / 'fn2en_venv' / 'bin' / 'activate').write_text(f'PATH={bins["fakes"]}:$PATH\n')
-  worker_env = {'PATH': '/usr/bin:/bin', 'HOME': str(home), 'FAKE_RECORD': bins['record'], 'FAKE_SLEEP': '60'}
+  env = {**worker_env(bins, home), 'FAKE_SLEEP': '60'}
+  hostname = subprocess.run(['hostname'], capture_output=True, text=True, check=True).stdout.strip()
 
   def on_worker(ssh):
-    return subprocess.run([BASH, '-c', option(ssh, '--command')], env=worker_env, capture_output=True, text=True,
+    return subprocess.run([BASH, '-c', option(ssh, '--command')], env=env, capture_output=True, text=True,
                           timeout=60)
 
   def wait_for(condition):
@@ -213,11 +294,20 @@ def test_tpu_run_on_a_worker(bins, tmp_path):
       time.sleep(0.1)
     assert condition()
 
-  setup, start = printed[2:]
+  setup, mount, start = printed[2:]
+  refused = on_worker(start)
+  assert (refused.returncode, refused.stderr) == (1, f'{root}/bucket is not mounted on {hostname}\n')
+  assert worker_calls(bins) == [['mountpoint', '-q', f'{root}/bucket']]
+  assert recorded(bins) == []  # no python
+  for calls in (first_mount(root), [['mountpoint', '-q', f'{root}/{bucket}'] for bucket in ('bucket', 'data-b')]):
+    assert on_worker(mount).returncode == 0
+    assert worker_calls(bins) == calls
+  assert (bins['tmp'] / 'mounts').read_text().split() == [f'{root}/bucket', f'{root}/data-b']
+
   assert on_worker(start).returncode == 0  # returns at once; the run goes on
   wait_for(lambda: recorded(bins))
   [call] = recorded(bins)
-  assert call['argv'] == train('--distributed', workdir='gs://bucket/runs/sfew')
+  assert call['argv'] == tpu_train(root)
   assert call['env']['A'] == 'x y'
   assert call['cwd'] == str(home / 'fn2en_jax')
   group = int((home / 'fn2en_jax.pid').read_text())
@@ -233,7 +323,6 @@ def test_tpu_run_on_a_worker(bins, tmp_path):
 
   [logs] = dry_run(bins, 'tpu_pod.sh', 'logs', *TPU)
   shown = on_worker(logs)
-  hostname = subprocess.run(['hostname'], capture_output=True, text=True, check=True).stdout.strip()
   assert shown.stdout == f'[{hostname}] fn2en_jax exited with code 6\n'
 
   # A run still going on the worker (a live process group named by the pid file): setup stops before touching it.
@@ -249,6 +338,29 @@ def test_tpu_run_on_a_worker(bins, tmp_path):
   finally:
     running.kill()
     running.wait()
+
+
+def test_tpu_mount_installs_gcsfuse(bins, tmp_path):
+  """Where gcsfuse is missing, the mount step adds Google's apt repository for the release and its key, installs
+  gcsfuse with apt-get, then mounts every bucket."""
+  root = str(tmp_path / 'gcs')
+  mount = dry_run(bins, 'tpu_pod.sh', 'run', *TPU, *GCS_ARGS, f'--mount-root={root}', *RUN_ARGS)[3]
+  os.remove(os.path.join(bins['gcsfuse'], 'gcsfuse'))
+  done = subprocess.run([BASH, '-c', option(mount, '--command')], env=worker_env(bins, tmp_path),
+                        capture_output=True, text=True, timeout=60)
+  assert done.returncode == 0, done.stderr
+  calls = worker_calls(bins)
+  # Each `a | sudo tee FILE` pipe: both calls, in either order; then apt-get, then the mounts.
+  assert sorted(calls[:4]) == sorted([
+      ['lsb_release', '-c', '-s'], ['sudo', 'tee', '/etc/apt/sources.list.d/gcsfuse.list'],
+      ['curl', '-fsSL', 'https://packages.cloud.google.com/apt/doc/apt-key.gpg'],
+      ['sudo', 'tee', '/usr/share/keyrings/cloud.google.asc']])
+  tees = {p.name: p.read_text() for p in (bins['tmp'] / 'tee').iterdir()}
+  assert tees == {'gcsfuse.list': 'deb [signed-by=/usr/share/keyrings/cloud.google.asc] '
+                                  'https://packages.cloud.google.com/apt gcsfuse-jammy main\n',
+                  'cloud.google.asc': ''}  # what the stand-in curl printed
+  assert calls[4:] == [['sudo', 'apt-get', 'update', '-qq'], ['sudo', 'apt-get', 'install', '-y', '-qq', 'gcsfuse'],
+                       *first_mount(root)]
 
 
 def _one_line_error(done, script, *needles, code):
@@ -295,6 +407,12 @@ def test_missing_tool(bins, script, args, tools, missing):
     ('tpu_pod.sh', ('run', *TPU, '--config=c.py', '--workdir=/local/runs'), ('--workdir=/local/runs is not on GCS',
                                                                              'gs://BUCKET/PATH')),
     ('tpu_pod.sh', ('logs', *TPU, '--lines=all'), ('--lines=all is not a number',)),
+    ('tpu_pod.sh', ('run', *TPU, '--config=c.py', '--workdir=gs://Runs/x'), ('--workdir=gs://Runs/x does not name a '
+                                                                             'bucket', 'gs://BUCKET/PATH')),
+    ('tpu_pod.sh', ('run', *TPU, '--config=c.py', '--workdir=gs://b/r', '--config.data_dir=gs://'),
+     ('--config.data_dir=gs:// does not name a bucket', '--config.data_dir=gs://BUCKET/PATH')),
+    ('tpu_pod.sh', ('resume', *TPU, '--config=c.py', '--workdir=gs://b/r', '--mount-root=gcs'),
+     ('--mount-root=gcs is not an absolute path',)),
 ])
 def test_bad_arguments(bins, script, args, needles):
   for dry in ((), ('--dry-run',)):  # the same error with or without a dry run, and no tool needed to report it
