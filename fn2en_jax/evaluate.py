@@ -176,6 +176,26 @@ def plot_mistakes(images: np.ndarray, mistakes: list[dict], class_names: Sequenc
   plt.close(fig)
 
 
+def training_curves(stage_dir: str) -> dict[str, tuple[list[int], list[float]]]:
+  """Every scalar the loop logged for a stage (train/loss, eval/accuracy, ...), read back from the TensorBoard event
+  files in <stage_dir>/tensorboard: tag -> (steps, values) in step order; a step logged again by a resumed run
+  keeps its newest value."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(stage_dir, 'tensorboard')
+  curves: dict[str, dict[int, float]] = {}
+  for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+    events = event_accumulator.EventAccumulator(os.path.join(directory, name),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    for tag in events.Tags()['tensors']:  # clu writes TF2 summaries: scalars arrive as 0-d tensors
+      for event in events.Tensors(tag):
+        value = tensor_util.make_ndarray(event.tensor_proto)
+        if value.ndim == 0 and value.dtype.kind in 'fiu':
+          curves.setdefault(tag, {})[event.step] = float(value)
+  return {tag: (sorted(points), [points[s] for s in sorted(points)]) for tag, points in sorted(curves.items())}
+
+
 def load_config(workdir: str):
   """The resolved config a run of `workdir` used: config.json, else the one results.json carries."""
   import ml_collections  # pylint: disable=g-import-not-at-top
@@ -306,14 +326,20 @@ def _publish(workdir: str, staging: str, report: dict, markdown: str) -> None:
   _write_atomically(os.path.join(workdir, f'{REPORT}.md'), markdown)
 
 
-def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int = 16, mesh=None) -> dict:
-  """Re-evaluates every finished stage of a single-fold workdir and writes its report; returns the report."""
+def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int = 16, mesh=None,
+               stages: Sequence[str] | None = None) -> dict:
+  """Re-evaluates every finished stage of a single-fold workdir (of `stages` only, if given) and writes its
+  report; returns the report."""
   from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
   from fn2en_jax.train import parallel  # pylint: disable=g-import-not-at-top
   config = load_config(workdir)
   if data_dir:
     config.data_dir = data_dir
-  stages = finished_stages(config, workdir)
+  unknown = sorted(set(stages or ()) - set(config.stages))
+  if unknown:
+    raise errors.ConfigError(f'--stages: {unknown} are not stages of the run in {workdir}',
+                             f'name some of {list(config.stages)}, or leave --stages out for all of them')
+  stages = [s for s in finished_stages(config, workdir) if not stages or s in stages]
   if not stages:
     raise errors.WorkdirError(f'--workdir={workdir}: none of the stages {list(config.stages)} has its final '
                               'checkpoint', 'finish the run first: run the same fn2en_jax.main command again')
@@ -337,7 +363,8 @@ def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int =
   return report
 
 
-def report_kfold(workdir: str, *, data_dir: str | None = None, num_mistakes: int = 16, mesh=None) -> dict:
+def report_kfold(workdir: str, *, data_dir: str | None = None, num_mistakes: int = 16, mesh=None,
+                 stages: Sequence[str] | None = None) -> dict:
   """Reports every fold of a k-fold workdir (each in its fold_<i>/), then the mean and standard deviation of each
   method over the folds beside the paper's numbers (the statistics of kfold.py, on the re-evaluated numbers)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
@@ -345,14 +372,14 @@ def report_kfold(workdir: str, *, data_dir: str | None = None, num_mistakes: int
   with open(os.path.join(workdir, KFOLD_JSON)) as f:
     saved = json.load(f)
   config = ml_collections.ConfigDict(saved['config'])
-  folds = [report_run(os.path.join(workdir, d), data_dir=data_dir, num_mistakes=num_mistakes, mesh=mesh)['stages']
-           for d in saved['fold_dirs']]
+  folds = [report_run(os.path.join(workdir, d), data_dir=data_dir, num_mistakes=num_mistakes, mesh=mesh,
+                      stages=stages)['stages'] for d in saved['fold_dirs']]
   paper = config.get('paper')
   report = kfold.summarize(folds, paper.to_dict() if paper is not None else {}, config)
   report['fold_reports'] = [f'{d}/{REPORT}.md' for d in saved['fold_dirs']]
   links = ', '.join(f'[{d}]({d}/{REPORT}.md)' for d in saved['fold_dirs'])
-  markdown = (f'# Re-evaluated {workdir}\n\n' + kfold.report_markdown(report)
-              + f'\nEach fold\'s report (per-class scores, confusion matrices, mistakes): {links}.\n')
+  markdown = (kfold.report_markdown(report) + f'\nRe-evaluated from the final checkpoints in {workdir}. Each '
+              f'fold\'s report (per-class scores, confusion matrices, mistakes): {links}.\n')
   _write_atomically(os.path.join(workdir, f'{REPORT}.json'), json.dumps(report, indent=2))
   _write_atomically(os.path.join(workdir, f'{REPORT}.md'), markdown)
   return report
@@ -378,7 +405,8 @@ def _main(argv, flags) -> None:
 
   def body():
     workdir = flags.FLAGS.workdir
-    report(workdir, data_dir=flags.FLAGS.data_dir or None, num_mistakes=flags.FLAGS.num_mistakes)
+    report(workdir, data_dir=flags.FLAGS.data_dir or None, num_mistakes=flags.FLAGS.num_mistakes,
+           stages=flags.FLAGS.stages or None)
     print(f'Written to {os.path.join(os.path.abspath(os.path.expanduser(workdir)), REPORT + ".md")}', flush=True)
 
   errors.boundary(body)
@@ -390,5 +418,6 @@ if __name__ == '__main__':
   _flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).',
                        required=True)
   _flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
+  _flags.DEFINE_list('stages', [], 'Only these stages (comma-separated); default every finished stage.')
   _flags.DEFINE_integer('num_mistakes', 16, 'Faces in the grid of the most confident mistakes, per stage.')
   _app.run(lambda argv: _main(argv, _flags))

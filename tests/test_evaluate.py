@@ -143,14 +143,14 @@ ONE_DEVICE = dict(os.environ, XLA_FLAGS=re.sub(r'--xla_force_host_platform_devic
 
 @pytest.fixture(scope='module')
 def tiny_kfold(tmp_path_factory):
-  """A finished 2-fold run of the tiny config (as tests/test_kfold.py makes one), on one device as it trains."""
+  """A finished 2-fold run of the tiny config's baseline alone (the k-fold machinery is the same for every stage;
+  tests/test_kfold.py runs all of them), on one device as tests/test_kfold.py trains."""
   root = tmp_path_factory.mktemp('kfold')
   workdir = root / 'work'
   cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={workdir}',
          f'--config.data_dir={root / "tfds"}', '--config.data.fold=-1', '--config.data.num_folds=2',
-         '--config.face_data.synth.num_subjects=8',
-         *(f'--config.stage_{s}.{k}=4' for s in ('face_pretrain', 'face', 'a', 'b', 'scratch')
-           for k in ('log_every', 'eval_every', 'checkpoint_every'))]
+         "--config.stages=('scratch',)",
+         *(f'--config.stage_scratch.{k}=4' for k in ('log_every', 'eval_every', 'checkpoint_every'))]
   done = subprocess.run(cmd, cwd=REPO, env=ONE_DEVICE, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   return workdir
@@ -159,24 +159,45 @@ def tiny_kfold(tmp_path_factory):
 def test_evaluate_a_kfold_workdir_reports_every_fold_and_their_spread(tiny_kfold):
   workdir = tiny_kfold
   # The paper's numbers come from the config (config.paper, as configs/ck_plus.py sets them); the tiny config has
-  # none, so give its k-fold report some.
+  # none, so give its k-fold report one.
   saved = json.loads((workdir / 'kfold.json').read_text())
-  saved['config']['paper'] = {'fn2en': 96.8, 'face': 89.9}
+  saved['config']['paper'] = {'scratch': 88.7}
   (workdir / 'kfold.json').write_text(json.dumps(saved))
   done = _evaluate_cli(workdir, env=ONE_DEVICE)
   assert done.returncode == 0, done.stderr[-3000:]
   folds = [_check_run_report(workdir / f'fold_{i}') for i in range(2)]
   report = json.loads((workdir / 'report.json').read_text())
   markdown = (workdir / 'report.md').read_text()
-  for row, stage in evaluate.ROWS:
-    got = report['rows'][row]
-    for metric in ('accuracy', 'mean_per_class_accuracy'):
-      values = np.array([f[stage][metric] for f in folds])
-      assert got[metric] == saved['rows'][row][metric] == values.tolist()  # what training measured, again
-      assert got[f'{metric}_mean'] == pytest.approx(values.mean(), abs=1e-12)
-      assert got[f'{metric}_std'] == pytest.approx(values.std(ddof=1), abs=1e-12)
-    acc = np.array([f[stage]['accuracy'] for f in folds])
-    paper = {'b': '96.80', 'face': '89.90', 'scratch': 'n/a'}[stage]
-    cells = ' | '.join(f'{100 * v:.2f}' for v in [*acc, acc.mean(), acc.std(ddof=1)])
-    assert f'| {row} | {cells} | {paper} |' in markdown
-  assert '[fold_0](fold_0/report.md)' in markdown
+  row = 'Train from scratch (BN)'
+  assert list(report['rows']) == list(saved['rows']) == [row]
+  got = report['rows'][row]
+  for metric in ('accuracy', 'mean_per_class_accuracy'):
+    values = np.array([f['scratch'][metric] for f in folds])
+    assert got[metric] == saved['rows'][row][metric] == values.tolist()  # what training measured, again
+    assert got[f'{metric}_mean'] == pytest.approx(values.mean(), abs=1e-12)
+    assert got[f'{metric}_std'] == pytest.approx(values.std(ddof=1), abs=1e-12)
+  acc = np.array([f['scratch']['accuracy'] for f in folds])
+  cells = ' | '.join(f'{100 * v:.2f}' for v in [*acc, acc.mean(), acc.std(ddof=1)])
+  assert f'| {row} | {cells} | 88.70 |' in markdown
+  assert got['paper_accuracy'] == pytest.approx(0.887)
+  assert '[fold_0](fold_0/report.md)' in markdown and (workdir / 'fold_1' / 'report' / 'mistakes_scratch.png').exists()
+
+
+def test_training_curves_are_what_the_loop_logged(tiny_run, tmp_path):
+  workdir = tiny_run[0]
+  results = json.loads((workdir / 'results.json').read_text())['stages']
+  for stage in ('face', 'b', 'scratch'):
+    curves = evaluate.training_curves(str(workdir / stage))
+    steps, accuracy = curves['eval/accuracy']
+    assert steps == [2, 4]  # eval_every=2 of 4 steps (tests/tiny_config.py)
+    assert accuracy[-1] == pytest.approx(results[stage]['accuracy'], rel=1e-6)  # float32 in the event files
+    assert curves['train/loss'][0] == [2, 4] and all(np.isfinite(curves['train/loss'][1]))
+  assert evaluate.training_curves(str(workdir / 'a'))['eval/lp_loss'][1][-1] == pytest.approx(
+      results['a']['lp_loss'], rel=1e-6)
+  assert evaluate.training_curves(str(tmp_path)) == {}
+
+
+def test_evaluate_only_stages_of_the_run(tiny_run):
+  with pytest.raises(errors.ConfigError, match=r"--stages: \['c'\] are not stages of the run"):
+    evaluate.report(str(tiny_run[0]), stages=['b', 'c'])
+  assert not (tiny_run[0] / 'report.json').exists()
