@@ -128,3 +128,9 @@ def test_cli_names_a_wrong_layer_in_one_line(tmp_path):
   assert done.returncode == errors.CONFIG
   assert done.stderr.splitlines()[-2] == "error: --layer='fc9' is not a layer of the student"
   assert not (tmp_path / 'out').exists()
+
+
+def test_a_kfold_workdir_shows_the_fold_asked_for(tmp_path):
+  assert visualize.run_dir(str(tmp_path), 1) == str(tmp_path)
+  (tmp_path / 'kfold.json').write_text('{}')
+  assert visualize.run_dir(str(tmp_path), 1) == str(tmp_path / 'fold_1')
