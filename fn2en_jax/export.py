@@ -84,14 +84,20 @@ def _write_tflite(saved_model: str, path: str) -> None:
     f.write(converter.convert())
 
 
-def export(predictor: predict.Predictor, output: str, fmt: str, *, stage: str = 'b', workdir: str = '') -> str:
-  """Writes the export of `predictor` to `output` (see the module docstring); returns the model's path."""
-  if fmt not in FORMATS:
-    raise errors.ConfigError(f'--format={fmt!r}: expected one of {FORMATS}', 'e.g. --format=saved_model')
+def check_output(output: str) -> str:
+  """The absolute path of `output`, which must not exist or be an empty folder."""
   output = os.path.abspath(os.path.expanduser(output))
   if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
     raise errors.WorkdirError(f'--output={output} exists and is not an empty folder',
                               'pass a new folder, or remove that one first')
+  return output
+
+
+def export(predictor: predict.Predictor, output: str, fmt: str, *, stage: str = 'b', workdir: str = '') -> str:
+  """Writes the export of `predictor` to `output` (see the module docstring); returns the model's path."""
+  if fmt not in FORMATS:
+    raise errors.ConfigError(f'--format={fmt!r}: expected one of {FORMATS}', 'e.g. --format=saved_model')
+  output = check_output(output)
   parent = os.path.dirname(output)
   try:
     os.makedirs(parent, exist_ok=True)
@@ -138,6 +144,7 @@ def main(argv: Sequence[str]) -> None:
   for name in ('workdir', 'output'):
     if f[name].value is None:
       raise errors.ConfigError(f'--{name} is required', 'see python -m fn2en_jax.export --help')
+  check_output(f.output)  # before the minute of loading and converting, not after
   predictor = predict.Predictor.from_workdir(f.workdir, f.stage, fold=f.fold)
   path = export(predictor, f.output, f.format, stage=f.stage, workdir=f.workdir)
   print(f'exported stage {f.stage} ({len(predictor.class_names)} classes, input uint8 '

@@ -192,7 +192,8 @@ def resolve_workdir(workdir: str, fold: int | None) -> str:
       raise errors.ConfigError(f'--fold={fold}: {workdir} is a single-fold run (it has no fold_<i> folders)',
                                'leave out --fold')
     return workdir
-  folds = sorted(int(p.rsplit('_', 1)[1]) for p in glob.glob(os.path.join(workdir, 'fold_*')))
+  folds = sorted(int(p.rsplit('_', 1)[1]) for p in glob.glob(os.path.join(workdir, 'fold_*'))
+                 if p.rsplit('_', 1)[1].isdigit())
   if fold is None:
     fold = folds[0]
     logging.warning('%s is a k-fold run; predicting with fold %d (pass --fold=i for another)', workdir, fold)
@@ -417,8 +418,8 @@ def draw(image: np.ndarray, boxes: Sequence[Box], labels: Sequence[str]) -> np.n
 class Annotator:
   """Writes annotated photos as files and annotated videos (and camera streams) as MJPG .avi files."""
 
-  def __init__(self, out_dir: str):
-    self.out_dir = out_dir
+  def __init__(self, out_dir: str, every: int = 1):
+    self.out_dir, self.every = out_dir, every
     self._writers: dict[str, cv2.VideoWriter] = {}
     self.written: list[str] = []
 
@@ -437,7 +438,7 @@ class Annotator:
     if writer is None:
       path = os.path.join(self.out_dir, os.path.splitext(source.output)[0] + '.avi')
       os.makedirs(os.path.dirname(path), exist_ok=True)
-      fps = source_fps(source)
+      fps = source_fps(source, self.every)
       writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), fps, (image.shape[1], image.shape[0]))
       if not writer.isOpened():
         raise errors.WorkdirError(f'--annotate: cannot write {path}', 'check that the folder is writable')
@@ -452,11 +453,15 @@ class Annotator:
         self._writers.pop(key).release()
 
 
-def source_fps(source: Source) -> float:
-  capture = cv2.VideoCapture(source.camera if source.camera is not None else source.path)
-  fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
-  capture.release()
-  return fps if fps and fps > 0 else 25.0
+def source_fps(source: Source, every: int = 1) -> float:
+  """The frame rate an annotated video plays at: its source's, over `every` (cameras: 25, without opening the
+  device a second time)."""
+  fps = 0.0
+  if source.camera is None:
+    capture = cv2.VideoCapture(source.path)
+    fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    capture.release()
+  return (fps if fps > 0 else 25.0) / every
 
 
 class Progress:
@@ -535,7 +540,7 @@ def predict(predictor: Predictor, inputs: Sequence[str], *, camera: int | None =
   out = sys.stdout if out is None else out
   err = sys.stderr if err is None else err
   names = predictor.class_names
-  annotator = Annotator(annotate) if annotate else None
+  annotator = Annotator(annotate, every) if annotate else None
   faceless: collections.Counter = collections.Counter()
 
   def emit(frame: Frame, source: Source, boxes: Sequence[Box], probs: np.ndarray) -> None:

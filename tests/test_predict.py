@@ -191,6 +191,7 @@ def test_text_output_and_a_missing_input(tiny_run, inputs):
 
 
 def test_k_fold_workdirs_and_runs_written_before_config_json(tiny_run, tmp_path, caplog):
+  """A k-fold workdir (folds standing in for fold_<i>/ by links to the tiny run) picks fold 0 unless told."""
   workdir = tiny_run[0]
   kfold = tmp_path / 'kfold'
   kfold.mkdir()
@@ -199,6 +200,8 @@ def test_k_fold_workdirs_and_runs_written_before_config_json(tiny_run, tmp_path,
   assert predict.resolve_workdir(str(kfold), None) == str(kfold / 'fold_0')
   assert 'predicting with fold 0' in caplog.text
   assert predict.resolve_workdir(str(kfold), 1) == str(kfold / 'fold_1')
+  fold_1 = predict.Predictor.from_workdir(str(kfold), 'b', fold=1)
+  assert fold_1.class_names == predict.Predictor.from_workdir(str(workdir), 'b').class_names
   with pytest.raises(errors.ConfigError, match=r'--fold=5: .* has the folds \[0, 1\]'):
     predict.resolve_workdir(str(kfold), 5)
   with pytest.raises(errors.ConfigError, match='is a single-fold run'):
