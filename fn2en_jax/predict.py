@@ -423,12 +423,27 @@ class Annotator:
     self._writers: dict[str, cv2.VideoWriter] = {}
     self.written: list[str] = []
 
+  def path_for(self, source: Source) -> str:
+    """Where the annotated copy of `source` goes: its name under OUT_DIR; videos (and cameras) as .avi."""
+    if source.video:
+      return os.path.join(self.out_dir, os.path.splitext(source.output)[0] + '.avi')
+    path = os.path.join(self.out_dir, source.output)
+    if os.path.splitext(path)[1].lower() not in ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'):
+      path += '.png'
+    return path
+
+  def check(self, sources: Sequence[Source]) -> None:
+    """Refuses, before anything is written, an OUT_DIR where an annotated copy would replace its own input."""
+    for source in sources:
+      path = self.path_for(source)
+      if source.camera is None and os.path.exists(path) and os.path.samefile(path, source.path):
+        raise errors.ConfigError(f'--annotate={self.out_dir} would overwrite the input {source.path}',
+                                 'pass a folder that holds none of the inputs, e.g. --annotate=/tmp/annotated')
+
   def write(self, frame: Frame, source: Source, boxes: Sequence[Box], labels: Sequence[str]) -> None:
     image = draw(frame.image, boxes, labels)
     if not source.video:
-      path = os.path.join(self.out_dir, frame.output)
-      if os.path.splitext(path)[1].lower() not in ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'):
-        path += '.png'
+      path = self.path_for(source)
       os.makedirs(os.path.dirname(path), exist_ok=True)
       if not cv2.imwrite(path, image):
         raise errors.WorkdirError(f'--annotate: cannot write {path}', 'check that the folder is writable')
@@ -436,7 +451,7 @@ class Annotator:
       return
     writer = self._writers.get(source.output)
     if writer is None:
-      path = os.path.join(self.out_dir, os.path.splitext(source.output)[0] + '.avi')
+      path = self.path_for(source)
       os.makedirs(os.path.dirname(path), exist_ok=True)
       fps = source_fps(source, self.every)
       writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), fps, (image.shape[1], image.shape[0]))
@@ -567,6 +582,8 @@ def predict(predictor: Predictor, inputs: Sequence[str], *, camera: int | None =
     except UnreadableInput:
       print(f'error: {path}: not an image or a video that PIL or OpenCV can decode', file=err, flush=True)
       failed.append(path)
+  if annotator is not None:
+    annotator.check([source for source, _, _ in sources])
   progress = Progress(sum(n if max_frames is None or not s.video else min(n, max_frames)
                           for s, _, n in sources), stream=err)
 

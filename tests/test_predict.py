@@ -215,6 +215,15 @@ def test_k_fold_workdirs_and_runs_written_before_config_json(tiny_run, tmp_path,
     predict.load_config(str(tmp_path))
 
 
+def test_annotating_into_the_input_folder_is_refused_before_anything_runs(predictor, tmp_path):
+  photo = tmp_path / 'photo.png'
+  Image.fromarray(_photo(ONE, 240, 320)).save(photo)
+  before = photo.read_bytes()
+  with pytest.raises(errors.ConfigError, match=f'would overwrite the input {photo}'):
+    predict.predict(predictor, [str(photo)], annotate=str(tmp_path))
+  assert photo.read_bytes() == before
+
+
 def test_grey_datasets_see_grey_faces():
   rgb = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
   grey = np.asarray(predict.model_input(rgb, grey=True))
