@@ -95,7 +95,7 @@ def main():
     loss = loss_fn()
     loss.backward()
     optimizer.step()
-    return float(loss)  # waits for the step, like block_until_ready
+    return float(loss.detach())  # waits for the step, like block_until_ready
 
   for _ in range(args.warmup):
     step()

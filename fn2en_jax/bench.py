@@ -59,6 +59,7 @@ _OUTPUT = flags.DEFINE_string('output', '', 'Write the results here as JSON.')
 _COMPARE = flags.DEFINE_string('compare', '', 'A JSON file of an earlier run: print the ratios new/old.')
 
 TRAIN_STAGES = ('face', 'a', 'a_cached', 'b', 'scratch')
+PYTORCH_STAGES = ('a', 'b')  # the steps benchmarks/pytorch_stage_a.py reimplements
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTORCH_SCRIPT = os.path.join(REPO, 'benchmarks', 'pytorch_stage_a.py')
 # Fields of a row that --compare divides; for the *_s ones smaller is better.
@@ -298,32 +299,31 @@ def bench_pipeline(config: ml_collections.ConfigDict) -> dict:
               images_per_s=bench.batch_size / step_s, source_size=side, threads=config.data.num_threads)
 
 
-def bench_pytorch(config: ml_collections.ConfigDict, jax_rows: dict) -> dict[str, dict]:
-  """benchmarks/pytorch_stage_a.py in a subprocess (its own threads, nothing shared with JAX), stages a and b."""
+def bench_pytorch(config: ml_collections.ConfigDict, jax_rows: dict, stage: str) -> dict[str, dict]:
+  """benchmarks/pytorch_stage_a.py in a subprocess (its own threads, nothing shared with JAX): stage a or b."""
   bench = config.bench
-  rows = {}
-  for stage in ('a', 'b'):
-    cmd = [sys.executable, PYTORCH_SCRIPT, f'--stage={stage}', f'--image_size={config.data.image_size}',
-           f'--batch_size={bench.batch_size}', f'--widths={",".join(map(str, config.student.widths))}',
-           f'--teacher_width={config.teacher.width}', f'--fc_dim={config.student.fc_dim}',
-           f'--num_classes={bench.num_classes}', f'--warmup={bench.warmup}', f'--steps={bench.steps}',
-           f'--lr={config.stage_a.learning_rate}', f'--threads={bench.pytorch_threads}']
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode:
-      raise RuntimeError(f'{" ".join(cmd)} failed:\n{done.stderr[-3000:]}')
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    mine = jax_rows.get(stage)
-    result['kind'] = 'pytorch'
-    if mine:
-      # Same computation, so XLA's FLOP count of the JAX step stands for PyTorch's too.
-      result['gflop_per_image'] = mine['gflop_per_image']
-      result['gflops_per_s'] = mine['gflop_per_image'] * result['images_per_s']
-      result['jax_over_pytorch'] = mine['images_per_s'] / result['images_per_s']
-    rows[f'pytorch_{stage}'] = result
-  return rows
+  cmd = [sys.executable, PYTORCH_SCRIPT, f'--stage={stage}', f'--image_size={config.data.image_size}',
+         f'--batch_size={bench.batch_size}', f'--widths={",".join(map(str, config.student.widths))}',
+         f'--teacher_width={config.teacher.width}', f'--fc_dim={config.student.fc_dim}',
+         f'--num_classes={bench.num_classes}', f'--warmup={bench.warmup}', f'--steps={bench.steps}',
+         f'--lr={config.stage_a.learning_rate}', f'--threads={bench.pytorch_threads}']
+  done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if done.returncode:
+    raise RuntimeError(f'{" ".join(cmd)} failed:\n{done.stderr[-3000:]}')
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  result['kind'] = 'pytorch'
+  mine = jax_rows.get(stage)
+  if mine:
+    # The same computation, so XLA's FLOP count of the JAX step stands for PyTorch's too.
+    result['gflop_per_image'] = mine['gflop_per_image']
+    result['gflops_per_s'] = mine['gflop_per_image'] * result['images_per_s']
+    result['of_ceiling'] = mine['of_ceiling'] * result['images_per_s'] / mine['images_per_s']
+    result['jax_over_pytorch'] = mine['images_per_s'] / result['images_per_s']
+  return {f'pytorch_{stage}': result}
 
 
-def run(config: ml_collections.ConfigDict) -> dict:
+def run(config: ml_collections.ConfigDict, on_row: Callable[[dict], None] = lambda results: None) -> dict:
+  """Every measurement the config asks for; `on_row(results)` after each, so a long run leaves what it has."""
   bench = config.bench
   unknown = [s for s in bench.stages if s not in TRAIN_STAGES]
   if unknown:
@@ -343,22 +343,30 @@ def run(config: ml_collections.ConfigDict) -> dict:
   rows['matmul_ceiling'] = ceiling
   peak = ceiling['gflops_per_s']
   print(f'ceiling: {bench.matmul_size}^3 matmul in {config.dtype}: {peak:.1f} GFLOP/s', flush=True)
+  on_row(results)
   for name in bench.stages:
     rows[name] = bench_train_stage(setup, name, peak)
-    print(f'{name}: {rows[name]["images_per_s"]:.2f} img/s', flush=True)
+    print(f'{name}: {rows[name]["images_per_s"]:.2f} img/s, {rows[name]["of_ceiling"]:.2f} of the ceiling',
+          flush=True)
+    on_row(results)
+    if bench.pytorch and name in PYTORCH_STAGES:  # right after JAX's, so both see about the same load
+      rows.update(bench_pytorch(config, rows, name))
+      on_row(results)
   if bench.teacher:
     rows['teacher_forward'] = bench_teacher(setup, peak)
-  if bench.inference:
-    rows.update(bench_inference(setup, peak))
+    on_row(results)
   if bench.pipeline:
     rows['pipeline'] = bench_pipeline(config)
     slowest = min((rows[s]['images_per_s'] for s in bench.stages), default=None)
     if slowest:
       rows['pipeline']['over_slowest_step'] = rows['pipeline']['images_per_s'] / slowest
+    on_row(results)
+  if bench.inference:
+    rows.update(bench_inference(setup, peak))
+    on_row(results)
   # The ceiling once more at the end: when the machine is shared its load changes during the run.
   rows['matmul_ceiling_end'] = matmul_ceiling(bench, setup.dtype)
-  if bench.pytorch:
-    rows.update(bench_pytorch(config, rows))
+  on_row(results)
   return results
 
 
@@ -390,7 +398,7 @@ def table(results: dict) -> str:
   for name, r in rows.items():
     lines.append('| ' + ' | '.join([
         name, _fmt(r.get('compile_s'), '.1f'), _fmt(r.get('step_s'), '.3f'), _fmt(r.get('images_per_s'), '.2f'),
-        _fmt(r.get('gflop_per_image'), '.2f'), _fmt(r.get('gflops_per_s'), '.1f'), _fmt(r.get('of_ceiling'), '.2f'),
+        _fmt(r.get('gflop_per_image'), '.3g'), _fmt(r.get('gflops_per_s'), '.1f'), _fmt(r.get('of_ceiling'), '.2f'),
         _fmt(r.get('latency_ms_per_image'), '.1f'), _fmt(r.get('xla_temp_mb'), '.0f'),
         _fmt(r.get('peak_mb'), '.0f')]) + ' |')
   return '\n'.join(lines)
@@ -433,6 +441,17 @@ def compare(new: dict, old: dict) -> str:
   return '\n'.join(lines)
 
 
+def write_json(results: dict, *, path: str) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(results, f, indent=1)
+  os.replace(tmp, path)  # never a half-written file
+
+
+def print_none(results: dict) -> None:
+  del results
+
+
 def main(argv):
   del argv
 
@@ -445,17 +464,12 @@ def main(argv):
                                 'pass the JSON file an earlier run wrote with --output')
       with open(_COMPARE.value) as f:
         old = json.load(f)
-    results = run(config)
+    results = run(config, on_row=functools.partial(write_json, path=_OUTPUT.value) if _OUTPUT.value else print_none)
     print(table(results))
     print(headline(results))
     if old is not None:
       print(f'\nratios new/old against {_COMPARE.value} ({old["meta"]["date"]}):')
       print(compare(results, old))
-    if _OUTPUT.value:
-      tmp = _OUTPUT.value + '.tmp'
-      with open(tmp, 'w') as f:
-        json.dump(results, f, indent=1)
-      os.replace(tmp, _OUTPUT.value)  # never a half-written file
 
   errors.boundary(body)
 

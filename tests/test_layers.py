@@ -13,7 +13,7 @@ def _max_pool(x):
   return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 
-@pytest.mark.parametrize('shape', [(2, 6, 8, 3), (1, 7, 5, 2)])
+@pytest.mark.parametrize('shape', [(2, 6, 8, 3), (1, 7, 5, 2), (2, 1, 1, 3), (1, 3, 1, 2)])
 def test_max_pool_values_and_gradients(shape):
   x = jax.random.normal(jax.random.key(0), shape)
   cotangent = jax.random.normal(jax.random.key(1), _max_pool(x).shape)
@@ -37,8 +37,9 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum():
   assert windows.max() == 1
 
 
-def test_avg_pool_values_and_gradients():
-  x = jax.random.normal(jax.random.key(4), (2, 9, 6, 3))
+@pytest.mark.parametrize('shape', [(2, 9, 6, 3), (1, 1, 4, 2)])
+def test_avg_pool_values_and_gradients(shape):
+  x = jax.random.normal(jax.random.key(4), shape)
   avg = lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2))
   cotangent = jax.random.normal(jax.random.key(5), avg(x).shape)
   np.testing.assert_allclose(layers.avg_pool_2x2(x), avg(x), rtol=1e-6, atol=1e-6)

@@ -21,6 +21,8 @@ def _corners(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   # Strided `lax.slice`s rather than indexing a reshape: with a symbolic batch (jax2tf export) indexing becomes a
   # dynamic gather, which TFLite cannot convert; a slice converts.
   n, h, w, c = x.shape
+  if h < 2 or w < 2:  # no whole window (a thin net's last blocks on a small input): empty, as VALID pooling gives
+    return (jnp.zeros((n, h // 2, w // 2, c), x.dtype),) * 4
   end = (n, h // 2 * 2, w // 2 * 2, c)
   return tuple(jax.lax.slice(x, (0, i, j, 0), end, (1, 2, 2, 1)) for i in (0, 1) for j in (0, 1))
 

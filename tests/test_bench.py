@@ -1,0 +1,128 @@
+"""fn2en_jax.bench at tiny shapes: every field of every row is produced and sane, FLOPs agree with counts made by
+hand, the JSON file round-trips and --compare prints the ratios."""
+
+import copy
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+from fn2en_jax import bench, errors
+
+_spec = importlib.util.spec_from_file_location('bench_config', os.path.join(bench.REPO, 'configs', 'bench.py'))
+bench_config = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_config)
+
+SIZE = 16
+
+
+def tiny_config(**bench_overrides):
+  config = bench_config.get_config()
+  config.data.update(dict(image_size=SIZE, num_threads=1, prefetch=2))
+  # Three student blocks end at 2x2; the teacher's pool3 is 2x2 too (fewer layers to compile than pool5).
+  config.teacher.update(dict(width=1 / 32, fc_dim=16, tap='pool3'))
+  config.student.update(dict(widths=(4, 4, 8), fc_dim=8))
+  config.bench.update(dict(batch_size=4, warmup=1, steps=2, stages=('a', 'b'), pipeline_batches=3,
+                           pipeline_source_size=20, inference_batches=(1, 4), inference_sizes=(SIZE,),
+                           matmul_size=128, pytorch=True, pytorch_threads=1))
+  config.bench.update(bench_overrides)
+  return config
+
+
+@pytest.fixture(scope='module')
+def results():
+  return bench.run(tiny_config())
+
+
+def test_every_row_and_field(results):
+  rows = results['rows']
+  inference = [f'inference_{SIZE}px_b1', f'inference_{SIZE}px_b4']
+  expected = ['matmul_ceiling', 'a', 'pytorch_a', 'b', 'pytorch_b', 'teacher_forward', 'pipeline', *inference,
+              'matmul_ceiling_end']
+  assert list(rows) == expected
+  for name in ['a', 'b', 'teacher_forward', *inference]:
+    r = rows[name]
+    for field in ('compile_s', 'step_s', 'images_per_s', 'gflop_per_image', 'gflops_per_s', 'of_ceiling',
+                  'xla_temp_mb', 'xla_args_mb'):
+      assert isinstance(r[field], float) and r[field] > 0 and math.isfinite(r[field]), (name, field, r[field])
+    assert len(r['times_s']) == 2 and r['step_s'] == statistics.median(r['times_s'])
+    assert r['images_per_s'] == pytest.approx(r['images_per_call'] / r['step_s'])
+    assert r['peak_mb'] is None  # the CPU backend reports no memory statistics
+  assert rows['a']['finite_metrics'] and rows['b']['finite_metrics']
+  assert rows[inference[1]]['latency_ms_per_image'] == pytest.approx(rows[inference[1]]['step_s'] / 4 * 1e3)
+  for name in ('pytorch_a', 'pytorch_b'):
+    r = rows[name]
+    assert r['images_per_s'] > 0 and r['jax_over_pytorch'] == pytest.approx(
+        rows[name[-1]]['images_per_s'] / r['images_per_s'])
+  assert rows['pipeline']['images_per_s'] > 0 and rows['pipeline']['over_slowest_step'] > 0
+  assert results['meta']['image_size'] == SIZE and results['meta']['backend'] == 'cpu'
+
+
+def test_flops_agree_with_counts_by_hand(results):
+  rows = results['rows']
+  n = 128
+  assert rows['matmul_ceiling']['xla_flops'] == 2 * n ** 3
+  # Stage a runs the teacher's forward and the student's forward and backward: more than the teacher alone.
+  assert rows['a']['gflop_per_image'] > rows['teacher_forward']['gflop_per_image']
+  # A train step is about three forward passes (the first layer needs no input gradient): 2x to 4x inference.
+  ratio = rows['b']['gflop_per_image'] / rows[f'inference_{SIZE}px_b4']['gflop_per_image']
+  assert 2.0 < ratio < 4.0, ratio
+
+
+def test_flops_of_one_conv_layer():
+  """XLA's count for a 3x3 convolution is 2 * N * H * W * Cin * Cout * 9 (a multiply and an add per MAC)."""
+  conv = nn.Conv(8, (3, 3), padding=1, use_bias=False)
+  x = jnp.zeros((2, 10, 12, 5))
+  variables = conv.init(jax.random.key(0), x)
+  compiled, _ = bench.compile_timed(jax.jit(conv.apply), variables, x)
+  assert bench.flops_of(compiled) == pytest.approx(2 * 2 * 10 * 12 * 5 * 8 * 9, rel=0.01)
+
+
+def test_json_round_trip_and_compare(results, tmp_path):
+  path = str(tmp_path / 'bench.json')
+  bench.write_json(results, path=path)
+  with open(path) as f:
+    loaded = json.load(f)
+  assert loaded == json.loads(json.dumps(results))
+  assert not os.path.exists(path + '.tmp')
+  same = bench.compare(results, loaded)
+  assert '| a | 1.00 | 1.00 | 1.00 |' in same
+  slower = copy.deepcopy(loaded)
+  slower['rows']['b']['images_per_s'] /= 2
+  line = next(l for l in bench.compare(results, slower).splitlines() if l.startswith('| b |'))
+  assert line.split(' | ')[bench.COMPARED.index('images_per_s') + 1] == '2.00'
+
+
+def test_command_line_output_and_compare(results, tmp_path):
+  """The CLI: --output writes the file, --compare prints new/old per row; a missing --compare file is an input
+  error (one line of cause, one of remedy, exit code 3). Only the ceiling and the pipeline: nothing to compile."""
+  old = str(tmp_path / 'old.json')
+  bench.write_json(results, path=old)
+  new = str(tmp_path / 'new.json')
+  cmd = [sys.executable, '-m', 'fn2en_jax.bench', '--config=configs/bench.py', '--config.bench.stages=()',
+         '--config.bench.teacher=False', '--config.bench.inference=False', '--config.bench.matmul_size=128',
+         '--config.bench.steps=2', f'--config.data.image_size={SIZE}', '--config.bench.pipeline_batches=2',
+         '--config.bench.pipeline_source_size=20', '--config.bench.batch_size=4', f'--output={new}']
+  done = subprocess.run([*cmd, f'--compare={old}'], cwd=bench.REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'ratios new/old' in done.stdout and '| pipeline |' in done.stdout.split('ratios new/old')[1]
+  with open(new) as f:
+    written = json.load(f)
+  assert set(written['rows']) == {'matmul_ceiling', 'pipeline', 'matmul_ceiling_end'}
+  missing = subprocess.run([*cmd, f'--compare={tmp_path / "nope.json"}'], cwd=bench.REPO, capture_output=True,
+                           text=True, timeout=300)
+  assert missing.returncode == errors.INPUT
+  assert 'nope.json' in missing.stderr and 'remedy:' in missing.stderr
+
+
+def test_unknown_stage_is_a_config_error():
+  with pytest.raises(errors.ConfigError, match='config.bench.stages'):
+    bench.run(tiny_config(stages=('a', 'c')))
