@@ -99,22 +99,44 @@ def boundary(fn: Callable[[], object]) -> NoReturn:
   except KeyboardInterrupt:
     print('interrupted', file=sys.stderr)
     sys.exit(130)
-  except OSError as e:
-    if e.errno not in _DISK_ERRNOS:
+  except BaseException as e:  # pylint: disable=broad-except
+    error = disk_error(e)
+    if error is None:
       _report_bug()
-    # The disk filled up (or went read-only) while a file was written: the user's to fix, not a bug. Checkpoints
-    # are written to a temporary folder and renamed when complete, so the newest complete one is intact.
-    error = WorkdirError(f'{e.filename or "writing a file"}: {e.strerror}',
-                         'free some space (or remount the disk read-write), then run the same command again: it '
-                         'resumes from the newest complete checkpoint')
     report(error, show_traceback=verbose())
     sys.exit(error.exit_code)
-  except BaseException:  # pylint: disable=broad-except
-    _report_bug()
   sys.exit(OK)
 
 
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def disk_error(error: BaseException) -> WorkdirError | None:
+  """A WorkdirError if `error` (or an exception it was raised from) says the disk filled up or went read-only
+  while a file was written, else None.
+
+  Python raises OSError(ENOSPC); Orbax's TensorStore writes raise ValueError('RESOURCE_EXHAUSTED: Error writing
+  local file "...": ... No space left on device [os_error_code='28']'). Either way it is the user's to fix, not a
+  bug, and checkpoints are written to a temporary folder renamed when complete, so the newest complete one is
+  intact.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    filename, reason = None, None
+    if isinstance(error, OSError) and error.errno in _DISK_ERRNOS:
+      filename, reason = error.filename, error.strerror or os.strerror(error.errno)
+    else:
+      code = re.search(r"os_error_code='?(\d+)", str(error))
+      if code and int(code.group(1)) in _DISK_ERRNOS:
+        path = re.search(r'"(/[^"]+)"', str(error))
+        filename, reason = path and path.group(1), os.strerror(int(code.group(1)))
+    if reason:
+      return WorkdirError(f'{filename or "writing a file"}: {reason}',
+                          'free some space (or remount the disk read-write), then run the same command again: it '
+                          'resumes from the newest complete checkpoint')
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def _report_bug() -> NoReturn:

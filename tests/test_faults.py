@@ -5,6 +5,7 @@ The command-line cases run the real `python -m ...` in a subprocess; the rest ca
 """
 
 import contextlib
+import errno
 import fnmatch
 import json
 import os
@@ -427,3 +428,26 @@ def test_a_workdir_of_another_config_refuses_to_resume_unless_allowed(tmp_path):
   for pattern in workdir.RESUMABLE:
     assert any(fnmatch.fnmatchcase(name, pattern) for name in names), pattern
   assert json.loads((tmp_path / 'config.json').read_text()) == workdir.as_json(saved)
+
+
+def test_a_disk_that_fills_up_mid_run_is_a_workdir_error_not_a_bug(tmp_path):
+  # What Orbax's TensorStore raised when a 200 KB tmpfs filled during a checkpoint (copied from a real run), and
+  # what Python raises: both become the workdir's exit code, naming the file where it is known.
+  tensorstore = ValueError(
+      f'RESOURCE_EXHAUSTED: Error writing local file "{tmp_path}/scratch/1.orbax-checkpoint-tmp/state.orbax-checkpoint'
+      f'-tmp/manifest.ocdbt": Failed writing: "{tmp_path}/x.__lock": Failed to write 116 bytes to file 9: No space '
+      "left on device [os_error_code='28']")
+  assert errors.disk_error(RuntimeError('the save failed')) is None
+  try:
+    try:
+      raise tensorstore
+    except ValueError as e:
+      raise RuntimeError('the save failed') from e
+  except RuntimeError as wrapped:
+    error = errors.disk_error(wrapped)
+  assert error.exit_code == errors.WORKDIR
+  assert error.cause == f'{tmp_path}/scratch/1.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/manifest.ocdbt: ' \
+                        'No space left on device'
+  assert errors.disk_error(OSError(errno.EROFS, os.strerror(errno.EROFS), '/a')).cause == \
+      '/a: Read-only file system'
+  assert errors.disk_error(OSError(errno.ENOENT, os.strerror(errno.ENOENT), '/a')) is None
