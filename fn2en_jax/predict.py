@@ -53,7 +53,7 @@ from absl import flags, logging
 from PIL import Image
 
 from fn2en_jax import errors, models
-from fn2en_jax.data import faces, pipeline
+from fn2en_jax.data import build, faces, pipeline
 from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.train import checkpoint
 
@@ -106,10 +106,20 @@ class CropSpec:
 
 def _dataset_dir(data: ml_collections.ConfigDict, data_dir: str) -> str | None:
   """The newest built version folder of the workdir's dataset in `data_dir`, or None."""
+  # The folder is named by the builder config that `pipeline.load` makes: synth_faces and image_folder name theirs
+  # from their options.
   config = data.config
-  if data.name == 'synth_faces':
-    from fn2en_jax.data.builders import synth_faces  # pylint: disable=import-outside-toplevel
-    config = synth_faces.make_config(data.config, **dict(data.synth)).name
+  try:
+    if data.name == 'synth_faces':
+      from fn2en_jax.data.builders import synth_faces  # pylint: disable=import-outside-toplevel
+      config = synth_faces.make_config(data.config, **dict(data.synth)).name
+    else:
+      made = build.builder_config(f'{data.name}/{data.config}' if data.config else data.name,
+                                  manual_dir=data.manual_dir or None, options=dict(pipeline.builder_options(data)))
+      config = made.name if made is not None else config
+  except (errors.UserError, ValueError, OSError) as e:
+    logging.warning('cannot name the built dataset of config.data: %s', getattr(e, 'cause', e))
+    return None
   root = os.path.join(os.path.expanduser(data_dir), data.name, *([config] if config else []))
   versions = sorted(glob.glob(os.path.join(root, '*', 'features.json')))
   return os.path.dirname(versions[-1]) if versions else None
@@ -127,7 +137,8 @@ def crop_spec(config: ml_collections.ConfigDict) -> CropSpec:
     with open(os.path.join(where, 'features.json')) as f:
       features = json.load(f)
     image = features['featuresDict']['features']['image']['image']
-    stored_size = int(image['shape']['dimensions'][0])
+    side = int(image['shape']['dimensions'][0])
+    stored_size = side if side > 0 else stored_size  # -1: a dataset of any size, resized by the pipeline
     metadata = os.path.join(where, 'metadata.json')
     if os.path.exists(metadata):
       with open(metadata) as f:
