@@ -20,7 +20,7 @@ from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
 from fn2en_jax.stages import STAGES, Context, order_errors
-from fn2en_jax.train import loop, parallel, state
+from fn2en_jax.train import loop, parallel, preemption, state
 
 SUMMARY = 'summary.json'
 CONFIG = 'config.json'
@@ -99,6 +99,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs `config` in `workdir`: its stages in order, or every fold (data.fold=-1). Returns the stage summaries
   (or, for every fold, the k-fold report)."""
   validate(config)
+  preemption.watch()  # from here on, SIGTERM stops the run at the next step boundary, with a checkpoint
   workdir = os.path.abspath(os.path.expanduser(workdir))
   workdir_lib.check(workdir, config)
   if config.compilation_cache_dir:
