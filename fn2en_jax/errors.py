@@ -78,7 +78,9 @@ class PeerLost(UserError):
 
 def verbose(argv: list[str] | None = None) -> bool:
   argv = sys.argv if argv is None else argv
-  return '--verbose' in argv or os.environ.get('FN2EN_VERBOSE', '') not in ('', '0')
+  flag = any(a == '--verbose' or a.split('=', 1)[0] == '--verbose' and a.split('=', 1)[1].lower() in ('1', 'true')
+             for a in argv)
+  return flag or os.environ.get('FN2EN_VERBOSE', '') not in ('', '0')
 
 
 def report(error: UserError, *, show_traceback: bool = False) -> None:
