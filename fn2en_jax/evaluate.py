@@ -257,11 +257,12 @@ def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tu
     raise errors.ConfigError(f'config.stage_{name}.batch_size={stage.hparams.batch_size} does not divide over '
                              f'the {mesh.size} devices here', 'evaluate on as many devices as the run trained on')
   arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
+  evaluate_ = loop._evaluate  # pylint: disable=protected-access  # the loop's own eval path, not a copy of it
   if name not in CLASSIFIERS:
-    return loop._evaluate(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh), None  # pylint: disable=protected-access
+    return evaluate_(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh), None
   keep_all = dataclasses.replace(stage, summarize=lambda outputs: outputs)
   step = parallel.data_parallel_eval(_with_probabilities(stage.eval_step), mesh)
-  outputs = loop._evaluate(keep_all, state, step, arrays, mesh)  # pylint: disable=protected-access
+  outputs = evaluate_(keep_all, state, step, arrays, mesh)
   keep = outputs['mask'].astype(bool)
   summary = stage.summarize(outputs)
   return summary, {'image': arrays['image'], 'label': outputs['label'][keep],
@@ -279,7 +280,8 @@ def stage_report(name: str, summary: dict, outputs: dict | None, figures: str, n
   rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
   entry['per_class'] = per_class_scores(counts, names)
   entry['confusion_matrix_rates'] = rates.tolist()
-  entry['mistakes'] = confident_mistakes(outputs['label'], outputs['probabilities'], num_mistakes)
+  entry['mistakes'] = [{**m, 'true_class': names[m['label']], 'predicted_class': names[m['prediction']]}
+                       for m in confident_mistakes(outputs['label'], outputs['probabilities'], num_mistakes)]
   files = {'confusion_counts': f'confusion_{name}_counts.png', 'confusion_rates': f'confusion_{name}_rates.png',
            'mistakes': f'mistakes_{name}.png'}
   plot_matrix(counts, names, f'{name}: counts', os.path.join(figures, files['confusion_counts']), normalized=False)

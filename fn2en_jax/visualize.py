@@ -226,13 +226,15 @@ def visualize(workdir: str, output: str, *, layer: str = 'pool5', teacher_layer:
   size, num_classes = config.data.image_size, len(test.class_names)
   student = expnet.from_config(config, num_classes)
   teacher = face_nets.build(config.teacher, num_classes, models.dtype(config))
-  nets = {
-      f'student ({student_stage}), {layer}': (student_layer_fn(student, layer),
-                                               load_variables(student, os.path.join(directory, student_stage), size)),
-      f'teacher ({teacher_stage}), {teacher_layer}': (
-          teacher_layer_fn(teacher, teacher_layer),
-          load_variables(teacher, os.path.join(directory, teacher_stage), size)),
-  }
+  teacher_vars = load_variables(teacher, os.path.join(directory, teacher_stage), size)
+  try:  # a wrong tap is the user's to fix: named before anything is computed
+    jax.eval_shape(teacher_layer_fn(teacher, teacher_layer), teacher_vars, images[:1])
+  except ValueError as e:
+    raise errors.ConfigError(f'--teacher_layer={teacher_layer!r}: {e}',
+                             'pass a tap of the face net (vgg_face: pool1..pool5, fc6, fc7)') from None
+  student_vars = load_variables(student, os.path.join(directory, student_stage), size)
+  nets = {f'student ({student_stage}), {layer}': (student_layer_fn(student, layer), student_vars),
+          f'teacher ({teacher_stage}), {teacher_layer}': (teacher_layer_fn(teacher, teacher_layer), teacher_vars)}
   found = {title: neurons(fn, variables, images, num_neurons=num_neurons, top_k=top_k, rank_by=rank_by,
                           ascent=ascent) for title, (fn, variables) in nets.items()}
   os.makedirs(output, exist_ok=True)

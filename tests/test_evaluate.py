@@ -106,7 +106,10 @@ def _check_run_report(workdir):
     assert len(got['mistakes']) == min(16, wrong)
     confidences = [m['confidence'] for m in got['mistakes']]
     assert confidences == sorted(confidences, reverse=True)
-    assert all(m['label'] != m['prediction'] for m in got['mistakes'])
+    for m in got['mistakes']:
+      assert m['label'] != m['prediction']
+      assert (m['true_class'], m['predicted_class']) == (got['class_names'][m['label']],
+                                                          got['class_names'][m['prediction']])
     for figure in got['figures'].values():
       assert (workdir / figure).stat().st_size > 2000
       assert f'({figure})' in markdown

@@ -134,3 +134,10 @@ def test_a_kfold_workdir_shows_the_fold_asked_for(tmp_path):
   assert visualize.run_dir(str(tmp_path), 1) == str(tmp_path)
   (tmp_path / 'kfold.json').write_text('{}')
   assert visualize.run_dir(str(tmp_path), 1) == str(tmp_path / 'fold_1')
+
+
+def test_a_wrong_teacher_layer_is_named(tiny_run, tmp_path):
+  workdir, data_dir, _ = tiny_run
+  with pytest.raises(errors.ConfigError, match=r"--teacher_layer='pool9': VGGFace tap must be one of"):
+    visualize.visualize(str(workdir), str(tmp_path / 'out'), teacher_layer='pool9', data_dir=str(data_dir))
+  assert not (tmp_path / 'out').exists()
