@@ -1,5 +1,4 @@
-"""Accuracy, mean per-class accuracy, confusion matrices, and the results table in the paper's form; and the report
-of a finished workdir, re-evaluated from its final checkpoints:
+"""The report of a finished workdir, re-evaluated from its final checkpoints:
 
   python -m fn2en_jax.evaluate --workdir=DIR [--data_dir=...]
 
@@ -18,79 +17,18 @@ import os
 import shutil
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from absl import app, flags
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
 
-# Rows of the paper's tables: (row name, stage whose final evaluation fills it).
-ROWS = (('Train from scratch (BN)', 'scratch'), ('Face net fine-tune (baseline)', 'face'), ('FN2EN', 'b'))
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-  """counts[true, predicted]."""
-  counts = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
-  return counts
-
-
-def classification_report(labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]) -> dict:
-  """Accuracy over examples, and accuracy averaged over the classes present (robust to class imbalance)."""
-  counts = confusion_matrix(labels, predictions, len(class_names))
-  per_class_total = counts.sum(axis=1)
-  present = per_class_total > 0
-  per_class = np.diag(counts)[present] / per_class_total[present]
-  return {'accuracy': float(np.trace(counts) / max(counts.sum(), 1)),
-          'mean_per_class_accuracy': float(per_class.mean()) if present.any() else 0.0,
-          'num_examples': int(counts.sum()),
-          'class_names': list(class_names),
-          'confusion_matrix': counts.tolist()}
-
-
-def results_table(summaries: dict[str, dict]) -> str:
-  """The markdown table of the rows whose stages ran."""
-  lines = ['| method | accuracy | mean per-class accuracy |', '| --- | --- | --- |']
-  for row, stage in ROWS:
-    if stage in summaries:
-      s = summaries[stage]
-      lines.append(f"| {row} | {100 * s['accuracy']:.2f} | {100 * s['mean_per_class_accuracy']:.2f} |")
-  return '\n'.join(lines)
-
-
-def plot_confusion(summary: dict, title: str, path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  counts = np.asarray(summary['confusion_matrix'], np.float64)
-  rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-  names = summary['class_names']
-  fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 1 + 0.6 * len(names)))
-  ax.imshow(rates, cmap='Blues', vmin=0, vmax=1)
-  ax.set_xticks(range(len(names)), names, rotation=45, ha='right')
-  ax.set_yticks(range(len(names)), names)
-  for (i, j), v in np.ndenumerate(counts):
-    ax.text(j, i, int(v), ha='center', va='center', color='white' if rates[i, j] > 0.5 else 'black', fontsize=8)
-  ax.set_xlabel('predicted')
-  ax.set_ylabel('true')
-  ax.set_title(f"{title}: {100 * summary['accuracy']:.1f}%")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
-def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, test_set: str) -> str:
-  """Writes results.md, results.json and one confusion-matrix PNG per row; returns the table."""
-  table = results_table(summaries)
-  rows = {row: stage for row, stage in ROWS if stage in summaries}
-  for row, stage in rows.items():
-    plot_confusion(summaries[stage], row, os.path.join(workdir, f'confusion_{stage}.png'))
-  times = '\n'.join(f"- {stage}: {s['wall_time_s']:.1f} s" for stage, s in summaries.items())
-  with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write(f'{table}\n\nMeasured on {test_set}. Wall time per stage:\n\n{times}\n')
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump({'rows': rows, 'test_set': test_set, 'stages': summaries, 'config': config_dict}, f, indent=2)
-  return table
-
-
-# --- The report of a finished workdir -------------------------------------------------------------------------------
+from fn2en_jax import errors, kfold, results
+from fn2en_jax.data import pipeline
+from fn2en_jax.stages import STAGES, Context
+from fn2en_jax.train import checkpoint, loop, parallel
 
 CONFIG_JSON = 'config.json'
 RESULTS_JSON = 'results.json'
@@ -128,16 +66,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
 def plot_matrix(matrix: np.ndarray, names: Sequence[str], title: str, path: str, *, normalized: bool) -> None:
   """One confusion matrix: counts (colour scaled to the largest count) or rates per true class (0..1)."""
-  plt = _pyplot()
+  plt = results.pyplot()
   matrix = np.asarray(matrix, np.float64)
   top = 1.0 if normalized else max(matrix.max(), 1.0)
   fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 1.2 + 0.5 * len(names)))
@@ -159,7 +90,7 @@ def plot_matrix(matrix: np.ndarray, names: Sequence[str], title: str, path: str,
 def plot_mistakes(images: np.ndarray, mistakes: list[dict], class_names: Sequence[str], title: str, path: str,
                   columns: int = 8) -> None:
   """The faces of `mistakes` in a grid, each titled 'true -> predicted (confidence)'."""
-  plt = _pyplot()
+  plt = results.pyplot()
   rows = max(1, -(-len(mistakes) // columns))
   fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows + 0.4), squeeze=False)
   for ax in axes.flat:
@@ -180,8 +111,6 @@ def training_curves(stage_dir: str) -> dict[str, tuple[list[int], list[float]]]:
   """Every scalar the loop logged for a stage (train/loss, eval/accuracy, ...), read back from the TensorBoard event
   files in <stage_dir>/tensorboard: tag -> (steps, values) in step order; a step logged again by a resumed run
   keeps its newest value."""
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
   directory = os.path.join(stage_dir, 'tensorboard')
   curves: dict[str, dict[int, float]] = {}
   for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
@@ -198,14 +127,12 @@ def training_curves(stage_dir: str) -> dict[str, tuple[list[int], list[float]]]:
 
 def load_config(workdir: str):
   """The resolved config a run of `workdir` used: config.json, else the one results.json carries."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
   for name, key in ((CONFIG_JSON, None), (RESULTS_JSON, 'config')):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       with open(path) as f:
         saved = json.load(f)
       return ml_collections.ConfigDict(saved[key] if key else saved)
-  from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
   raise errors.WorkdirError(f'--workdir={workdir}: neither {CONFIG_JSON} nor {RESULTS_JSON} is there, so this is '
                             'not a finished run of fn2en_jax.main',
                             'pass the --workdir a `python -m fn2en_jax.main` run wrote (or a k-fold one, with '
@@ -213,14 +140,12 @@ def load_config(workdir: str):
 
 
 def finished_stages(config, workdir: str) -> list[str]:
-  from fn2en_jax.train import loop  # pylint: disable=g-import-not-at-top
   return [s for s in config.stages if loop.is_finished(workdir, s, config[f'stage_{s}'].num_steps)]
 
 
 def restore_final(state, stage_dir: str):
   """`state` with the parameters, BatchNorm statistics and step of the stage's final checkpoint (not its optimizer
   state or data position, which evaluation does not need)."""
-  from fn2en_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
   subset = {'step': state.step, 'params': state.params}
   if state.batch_stats:
     subset['batch_stats'] = state.batch_stats
@@ -232,8 +157,6 @@ def restore_final(state, stage_dir: str):
 def _with_probabilities(eval_step):
   """The stage's own eval step, plus each example's class probabilities (for the confident mistakes); the
   predictions, and so every number of the report, are still the stage's own."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   def step(state, batch, aux):
     logits = state.apply_fn(state.variables, batch['image'], train=False)
@@ -245,15 +168,10 @@ def _with_probabilities(eval_step):
 def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tuple[dict, dict | None]:
   """(summary, outputs): the stage set up as for training, its final checkpoint restored, and its test set run
   through the loop's evaluation. `outputs` (images, labels, probabilities of the test set) for classifiers."""
-  # Imported here: the stages import this module.
-  from fn2en_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from fn2en_jax.stages import STAGES, Context  # pylint: disable=g-import-not-at-top
-  from fn2en_jax.train import loop, parallel  # pylint: disable=g-import-not-at-top
   ctx = Context(name=name, workdir=workdir, data_dir=data_dir, mesh=mesh, seed=config.seed)
   stage = STAGES[name].setup(config, ctx)
   state = restore_final(stage.state, ctx.stage_dir)
   if stage.hparams.batch_size % mesh.size:
-    from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
     raise errors.ConfigError(f'config.stage_{name}.batch_size={stage.hparams.batch_size} does not divide over '
                              f'the {mesh.size} devices here', 'evaluate on as many devices as the run trained on')
   arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
@@ -332,8 +250,6 @@ def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int =
                stages: Sequence[str] | None = None) -> dict:
   """Re-evaluates every finished stage of a single-fold workdir (of `stages` only, if given) and writes its
   report; returns the report."""
-  from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
-  from fn2en_jax.train import parallel  # pylint: disable=g-import-not-at-top
   config = load_config(workdir)
   if data_dir:
     config.data_dir = data_dir
@@ -358,7 +274,7 @@ def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int =
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  markdown = '\n'.join([f'# Re-evaluated {workdir}', '', results_table(entries), '',
+  markdown = '\n'.join([f'# Re-evaluated {workdir}', '', results.results_table(entries), '',
                         *(stage_markdown(name, entry) for name, entry in entries.items())])
   report = {'workdir': workdir, 'stages': entries}
   _publish(workdir, staging, report, markdown)
@@ -369,8 +285,6 @@ def report_kfold(workdir: str, *, data_dir: str | None = None, num_mistakes: int
                  stages: Sequence[str] | None = None) -> dict:
   """Reports every fold of a k-fold workdir (each in its fold_<i>/), then the mean and standard deviation of each
   method over the folds beside the paper's numbers (the statistics of kfold.py, on the re-evaluated numbers)."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  from fn2en_jax import kfold  # pylint: disable=g-import-not-at-top
   with open(os.path.join(workdir, KFOLD_JSON)) as f:
     saved = json.load(f)
   config = ml_collections.ConfigDict(saved['config'])
@@ -391,7 +305,6 @@ def report(workdir: str, **kwargs) -> dict:
   """`report_kfold` for a k-fold workdir (it has kfold.json), else `report_run`."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if not os.path.isdir(workdir):
-    from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
     raise errors.WorkdirError(f'--workdir={workdir} does not exist',
                               'pass the --workdir of a finished `python -m fn2en_jax.main` run')
   if os.path.exists(os.path.join(workdir, KFOLD_JSON)):
@@ -400,8 +313,6 @@ def report(workdir: str, **kwargs) -> dict:
 
 
 def _main(argv, flags) -> None:
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
 
@@ -415,11 +326,8 @@ def _main(argv, flags) -> None:
 
 
 if __name__ == '__main__':
-  # Flags only for the command: this module is also the library the training stages import.
-  from absl import app as _app, flags as _flags  # pylint: disable=g-import-not-at-top
-  _flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).',
-                       required=True)
-  _flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
-  _flags.DEFINE_list('stages', [], 'Only these stages (comma-separated); default every finished stage.')
-  _flags.DEFINE_integer('num_mistakes', 16, 'Faces in the grid of the most confident mistakes, per stage.')
-  _app.run(lambda argv: _main(argv, _flags))
+  flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).', required=True)
+  flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
+  flags.DEFINE_list('stages', [], 'Only these stages (comma-separated); default every finished stage.')
+  flags.DEFINE_integer('num_mistakes', 16, 'Faces in the grid of the most confident mistakes, per stage.')
+  app.run(lambda argv: _main(argv, flags))

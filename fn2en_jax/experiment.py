@@ -15,7 +15,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from fn2en_jax import errors, evaluate, kfold, models
+from fn2en_jax import errors, kfold, models, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
@@ -119,7 +119,7 @@ def run_fold(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]
   mesh = parallel.make_mesh()
   summaries = {name: run_stage(config, name, workdir, mesh, data_dir) for name in config.stages}
   if jax.process_index() == 0:
-    table = evaluate.write_results(workdir, summaries, config.to_dict(), describe_test_set(config.data))
+    table = results.write_results(workdir, summaries, config.to_dict(), describe_test_set(config.data))
     print(f'\n{table}\n\nWritten to {os.path.join(workdir, "results.md")}', flush=True)
   return summaries
 

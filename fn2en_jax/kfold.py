@@ -21,9 +21,9 @@ import statistics
 import jax
 import ml_collections
 
-from fn2en_jax import errors, evaluate
+from fn2en_jax import errors, results
 
-# The paper's name for each results row, by the stage that fills it (evaluate.ROWS).
+# The paper's name for each results row, by the stage that fills it (results.ROWS).
 PAPER_KEYS = {'scratch': 'scratch', 'face': 'face', 'b': 'fn2en'}
 METRICS = ('accuracy', 'mean_per_class_accuracy')
 FACE_NET = 'face_net'
@@ -50,8 +50,8 @@ def finished_summaries(workdir: str, config: ml_collections.ConfigDict) -> dict[
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    results = json.load(f)
-  return results['stages'] if results['config'] == as_json(config.to_dict()) else None
+    saved = json.load(f)
+  return saved['stages'] if saved['config'] == as_json(config.to_dict()) else None
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -90,7 +90,7 @@ def summarize(folds: list[dict[str, dict]], paper: dict[str, float], config: ml_
   """Per row: each fold's metrics, their mean and sample standard deviation, and the paper's accuracy (or None),
   all as fractions like results.json."""
   rows = {}
-  for name, stage in evaluate.ROWS:
+  for name, stage in results.ROWS:
     if stage not in folds[0]:
       continue
     in_paper = paper.get(PAPER_KEYS[stage])  # percent, as printed in the paper

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, evaluate
+from fn2en_jax import errors, evaluate, results
 
 
 def test_classification_report_by_hand():
   names = ('neutral', 'anger', 'happy', 'sadness')
   labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
   preds = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-  report = evaluate.classification_report(labels, preds, names)
+  report = results.classification_report(labels, preds, names)
   assert report['accuracy'] == pytest.approx(6 / 8)
   # neutral 3/4, anger 1/2, happy 2/2; sadness has no test example and does not count.
   assert report['mean_per_class_accuracy'] == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
@@ -31,7 +31,7 @@ def test_results_table_rows_in_the_papers_order(tmp_path):
                          'class_names': ['a', 'b'], 'num_examples': 2, 'wall_time_s': 1.5}
   summaries = {'b': summary(0.9), 'scratch': summary(0.5), 'face': summary(0.7), 'a': {'lp_loss': 0.1,
                                                                                          'wall_time_s': 2.0}}
-  table = evaluate.write_results(str(tmp_path), summaries, {'seed': 0}, 'the test split')
+  table = results.write_results(str(tmp_path), summaries, {'seed': 0}, 'the test split')
   rows = table.splitlines()[2:]
   assert rows == ['| Train from scratch (BN) | 50.00 | 25.00 |', '| Face net fine-tune (baseline) | 70.00 | 35.00 |',
                   '| FN2EN | 90.00 | 45.00 |']
@@ -50,7 +50,7 @@ def test_per_class_scores_against_the_examples():
   labels = rng.integers(0, 4, 200)  # 'fear' is never the true class
   predictions = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 5, 200))
   predictions[predictions == 3] = 2  # 'sadness' is never predicted
-  counts = evaluate.confusion_matrix(labels, predictions, len(names))
+  counts = results.confusion_matrix(labels, predictions, len(names))
   scores = evaluate.per_class_scores(counts, names)
   for c, name in enumerate(names):
     tp = np.sum((predictions == c) & (labels == c))
@@ -87,11 +87,11 @@ def _evaluate_cli(workdir, *args, env=None):
 
 def _check_run_report(workdir):
   """report.json against results.json (which the training loop wrote from its own final evaluation)."""
-  results = json.loads((workdir / 'results.json').read_text())['stages']
+  trained = json.loads((workdir / 'results.json').read_text())['stages']
   report = json.loads((workdir / 'report.json').read_text())['stages']
   markdown = (workdir / 'report.md').read_text()
-  assert list(report) == list(results)
-  for stage, expected in results.items():
+  assert list(report) == list(trained)
+  for stage, expected in trained.items():
     got = report[stage]
     if stage == 'a':
       assert got['lp_loss'] == pytest.approx(expected['lp_loss'], rel=1e-5)
@@ -188,15 +188,15 @@ def test_evaluate_a_kfold_workdir_reports_every_fold_and_their_spread(tiny_kfold
 
 def test_training_curves_are_what_the_loop_logged(tiny_run, tmp_path):
   workdir = tiny_run[0]
-  results = json.loads((workdir / 'results.json').read_text())['stages']
+  trained = json.loads((workdir / 'results.json').read_text())['stages']
   for stage in ('face', 'b', 'scratch'):
     curves = evaluate.training_curves(str(workdir / stage))
     steps, accuracy = curves['eval/accuracy']
     assert steps == [2, 4]  # eval_every=2 of 4 steps (tests/tiny_config.py)
-    assert accuracy[-1] == pytest.approx(results[stage]['accuracy'], rel=1e-6)  # float32 in the event files
+    assert accuracy[-1] == pytest.approx(trained[stage]['accuracy'], rel=1e-6)  # float32 in the event files
     assert curves['train/loss'][0] == [2, 4] and all(np.isfinite(curves['train/loss'][1]))
   assert evaluate.training_curves(str(workdir / 'a'))['eval/lp_loss'][1][-1] == pytest.approx(
-      results['a']['lp_loss'], rel=1e-6)
+      trained['a']['lp_loss'], rel=1e-6)
   assert evaluate.training_curves(str(tmp_path)) == {}
 
 

@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from fn2en_jax import evaluate, losses
+from fn2en_jax import losses, results
 from fn2en_jax.data import pipeline
 from fn2en_jax.train import loop, parallel
 from fn2en_jax.train.state import TrainState
@@ -47,7 +47,7 @@ def eval_step(state: TrainState, batch: dict, aux: Any) -> dict:
 
 def summarize(outputs: dict[str, np.ndarray], class_names) -> dict:
   keep = outputs['mask'].astype(bool)
-  return evaluate.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
+  return results.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
 
 
 def stage(name: str, *, state: TrainState, stage_cfg: ml_collections.ConfigDict,
