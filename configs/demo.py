@@ -20,7 +20,7 @@ def get_config():
   config.data.update(dict(image_size=64, num_folds=4, fold=0))
   # 100 identities x 32 images rather than the builder's default 300 x 16: a thin net learns identities from them
   # in the few hundred steps a CPU demo affords.
-  config.face_data.update(dict(image_size=64, synth=dict(num_subjects=100, images_per_subject=32)))
+  config.face_data.update(dict(image_size=64, builder_options=dict(num_subjects=100, images_per_subject=32)))
   # VGG-16-BN: without BatchNorm a VGG trained from scratch barely moves in that budget.
   config.teacher.update(dict(width=1 / 8, batch_norm=True))
   config.student.update(dict(widths=(8, 16, 32, 64, 64), fc_dim=128))

@@ -54,8 +54,9 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       flip=True,
       num_threads=2,
       prefetch=4,
-      synth=ml_collections.ConfigDict(),  # synth_faces.make_config arguments (synthetic data only)
-      builder_options=ml_collections.ConfigDict(),  # options of a builder with make_config (image_folder)
+      # Options of a builder that makes its config from them (its make_config): image_folder's image_size,
+      # subject_regex, ...; synth_faces' image_size, num_subjects, ... Other builders take none.
+      builder_options=ml_collections.ConfigDict(),
   ))
   cfg.update(overrides)
   return cfg

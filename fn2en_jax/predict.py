@@ -110,13 +110,9 @@ def _dataset_dir(data: ml_collections.ConfigDict, data_dir: str) -> str | None:
   # from their options.
   config = data.config
   try:
-    if data.name == 'synth_faces':
-      from fn2en_jax.data.builders import synth_faces  # pylint: disable=import-outside-toplevel
-      config = synth_faces.make_config(data.config, **dict(data.synth)).name
-    else:
-      made = build.builder_config(f'{data.name}/{data.config}' if data.config else data.name,
-                                  manual_dir=data.manual_dir or None, options=dict(pipeline.builder_options(data)))
-      config = made.name if made is not None else config
+    made = build.builder_config(f'{data.name}/{data.config}' if data.config else data.name,
+                                manual_dir=data.manual_dir or None, options=dict(pipeline.builder_options(data)))
+    config = made.name if made is not None else config
   except (errors.UserError, ValueError, OSError) as e:
     logging.warning('cannot name the built dataset of config.data: %s', getattr(e, 'cause', e))
     return None

@@ -151,7 +151,7 @@ def test_build_cli_takes_options(tmp_path, capsys):
 def test_pipeline_builds_it_from_builder_options_and_splits_leave_one_subject_out(tmp_path):
   write_tree(tmp_path / 'faces', np.random.default_rng(6))
   data_cfg = ml_collections.ConfigDict(dict(
-      name='image_folder', config='', manual_dir=str(tmp_path / 'faces'), synth={},
+      name='image_folder', config='', manual_dir=str(tmp_path / 'faces'),
       builder_options=dict(image_size=16, alignment='none', margin=0.2,
                            subject_regex=image_folder.DEFAULT_SUBJECT_REGEX, classes=())))
   examples = pipeline.load(data_cfg, 'train', data_dir=str(tmp_path / 'data'))

@@ -69,7 +69,7 @@ def synth_kfold(tmp_path_factory):
   args = ['--config=tests/tiny_config.py', f'--workdir={workdir}', f'--config.data_dir={root / "tfds"}',
           '--config.data.fold=-1', '--config.data.num_folds=2',
           # 8 identities like the 8 expressions: face_pretrain and face then compile the same programs.
-          '--config.face_data.synth.num_subjects=8',
+          '--config.face_data.builder_options.num_subjects=8',
           *(f'--config.stage_{stage}.{k}=4' for stage in ['face_pretrain', *FOLD_STAGES] for k in ONLY_AT_THE_END)]
   return workdir, args, _main(*args)
 

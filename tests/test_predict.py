@@ -82,7 +82,7 @@ def test_the_workdir_fixes_the_preprocessing(predictor, tiny_run):
   data = config['data']
   assert predictor.spec.image_size == data['image_size'] == 32
   assert predictor.spec.resize == round(data['image_size'] * data['crop_scale'])
-  assert predictor.spec.stored_size == data['synth']['image_size']  # what the synth_faces builder stored
+  assert predictor.spec.stored_size == data['builder_options']['image_size']  # what the synth_faces builder stored
   assert not predictor.spec.grey
   summary = json.loads((tiny_run[0] / 'b' / 'summary.json').read_text())
   assert list(predictor.class_names) == summary['class_names']

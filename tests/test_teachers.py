@@ -44,7 +44,7 @@ def test_face_a_b_with_a_converted_teacher(tmp_path, data_dir, model):
   config = tiny_config.get_config()
   config.stages = ('face', 'a', 'b')
   config.data_dir = data_dir
-  config.data.update(dict(image_size=SIZE, synth=dict(image_size=SIZE)))
+  config.data.update(dict(image_size=SIZE, builder_options=dict(image_size=SIZE)))
   config.teacher.update(dict(model=model, init=str(tmp_path / 'face_net'), tap=TEACHERS[model]['tap']))
   summaries = experiment.run(config, str(tmp_path / 'work'))
   assert list(summaries) == ['face', 'a', 'b']

@@ -11,9 +11,9 @@ def get_config():
   config.stages = ('face_pretrain', 'face', 'a', 'b', 'scratch')
   config.compilation_cache_dir = ''  # the tests share one cache of their own (tests/conftest.py)
   config.data.update(dict(image_size=32, num_folds=4, num_threads=1, prefetch=2,
-                          synth=dict(image_size=32, num_subjects=8, intensities=1, neutral_per_subject=1)))
+                          builder_options=dict(image_size=32, num_subjects=8, intensities=1, neutral_per_subject=1)))
   config.face_data.update(dict(image_size=32, holdout_every=4, num_threads=1, prefetch=2,
-                               synth=dict(image_size=32, num_subjects=6, images_per_subject=4)))
+                               builder_options=dict(image_size=32, num_subjects=6, images_per_subject=4)))
   config.teacher.update(dict(width=1 / 16, fc_dim=256))
   config.student.update(dict(widths=(4, 4, 8, 8, 8), fc_dim=16))
   for name in ('face_pretrain', 'face', 'a', 'b', 'scratch'):

@@ -18,7 +18,6 @@ from PIL import Image
 
 from fn2en_jax import errors
 from fn2en_jax.data import build, folds
-from fn2en_jax.data.builders import synth_faces
 
 
 PROTOCOLS = ('subject_folds', 'tfd_folds', 'leave_one_subject_out')
@@ -99,30 +98,24 @@ def protocol_splits(data: ml_collections.ConfigDict, data_dir: str) -> tuple['Ex
 
 def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> Examples:
   """Reads `split` of the dataset `data_cfg` describes (building it on first use)."""
-  return _load(data_cfg.name, data_cfg.config, data_cfg.manual_dir, tuple(sorted(data_cfg.synth.items())), split,
-               data_dir, builder_options(data_cfg))
+  return _load(data_cfg.name, data_cfg.config, data_cfg.manual_dir, split, data_dir, builder_options(data_cfg))
 
 
 def builder_options(data_cfg: ml_collections.ConfigDict) -> tuple:
   """`data_cfg.builder_options` as sorted, hashable (key, value) pairs: the options of a builder that declares
-  `make_config` (build.builder_config), e.g. image_folder's image_size and subject_regex."""
-  options = data_cfg.get('builder_options') or {}
+  `make_config` (build.builder_config), e.g. image_folder's image_size and subject_regex, synth_faces' num_subjects."""
+  options = data_cfg.builder_options
   options = options.to_dict() if isinstance(options, ml_collections.ConfigDict) else dict(options)
   return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
 
 
 # Every stage of a run reads the same splits: read each once per process.
 @functools.lru_cache(maxsize=8)
-def _load(dataset: str, builder_config: str, manual_dir: str, synth: tuple, split: str, data_dir: str,
-          options: tuple = ()) -> Examples:
-  config = None
-  if dataset == 'synth_faces':
-    config = synth_faces.make_config(builder_config, **dict(synth))
-    name = 'synth_faces'
-  else:
-    name = f'{dataset}/{builder_config}' if builder_config else dataset
-    config = build.builder_config(name, manual_dir=manual_dir or None, options=dict(options))
-    name = dataset if config is not None else name
+def _load(dataset: str, builder_config: str, manual_dir: str, split: str, data_dir: str, options: tuple) -> Examples:
+  name = f'{dataset}/{builder_config}' if builder_config else dataset
+  # A builder that makes its config from options (synth_faces, image_folder) is named without the config part.
+  config = build.builder_config(name, manual_dir=manual_dir or None, options=dict(options))
+  name = dataset if config is not None else name
   builder = build.get_builder(name, data_dir=data_dir, manual_dir=manual_dir or None, config=config)
   if split not in builder.info.splits:
     raise errors.ConfigError(f'data.split: {builder.info.full_name} has splits {sorted(builder.info.splits)}, not '

@@ -192,6 +192,12 @@ class SynthFaces(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = [_REGISTERED['identities'], _REGISTERED['expressions']]
 
+  @classmethod
+  def make_config(cls, config: str, *, manual_dir: str | None, **options) -> SynthFacesConfig:
+    """The config to render from `config.data.builder_options` (the arguments of `make_config`)."""
+    del manual_dir  # rendered, not read
+    return make_config(config, **options)
+
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     if config.kind == 'identities':
