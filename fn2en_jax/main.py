@@ -9,6 +9,7 @@ A stage whose final checkpoint exists in <workdir>/<stage>/ is not trained again
 from __future__ import annotations
 
 import logging as logging_lib
+import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -25,7 +26,8 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of pr
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'How many processes take part (implies --distributed).')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes-1 (implies --distributed).')
 _HEARTBEAT = flags.DEFINE_integer('heartbeat_timeout_s', 100, 'Multi-host: a process that stops answering for this '
-                                  'long is declared dead, and the others stop instead of waiting for it.')
+                                  'long is declared dead, and JAX ends the others ("another task died") instead of '
+                                  'letting them wait for it.')
 
 
 class _QuietLibraries(logging_lib.Filter):
@@ -46,7 +48,7 @@ def main(argv):
   if _WORKDIR.value is None:
     raise app.UsageError('--workdir is required')
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  if _DISTRIBUTED.value or any(v is not None for v in explicit):
+  if _DISTRIBUTED.value or any(v is not None for v in explicit) or os.environ.get('JAX_COORDINATOR_ADDRESS'):
     distributed.initialize(*explicit, heartbeat_timeout_s=_HEARTBEAT.value)
   experiment.run(_CONFIG.value, _WORKDIR.value)
 

@@ -7,13 +7,20 @@ told within `heartbeat_timeout_s` and stop, instead of waiting forever inside a 
 
 from __future__ import annotations
 
+import os
+
 import jax
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None, *, heartbeat_timeout_s: int = 100) -> None:
-  """Joins the other processes. Arguments left None come from JAX's cluster detection (TPU pods, SLURM, the
-  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables)."""
+  """Joins the other processes. Arguments left None come from the environment variables JAX_COORDINATOR_ADDRESS
+  (which JAX reads itself), JAX_NUM_PROCESSES and JAX_PROCESS_ID, else from JAX's cluster detection (TPU pods,
+  SLURM, Open MPI, Kubernetes)."""
+  if num_processes is None and os.environ.get('JAX_NUM_PROCESSES'):
+    num_processes = int(os.environ['JAX_NUM_PROCESSES'])
+  if process_id is None and os.environ.get('JAX_PROCESS_ID'):
+    process_id = int(os.environ['JAX_PROCESS_ID'])
   # CPU devices of different processes exchange collectives through gloo (the default stays in one process);
   # GPUs and TPUs use their own interconnect whatever this says.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
