@@ -40,6 +40,8 @@ def get_builder(name: str, *, data_dir: str, manual_dir: str | None = None,
   A missing or empty `manual_dir` raises errors.MissingInput with the dataset's instructions.
   """
   kwargs = {'config': config} if config is not None else {}
+  if config is None:
+    _check_name(name)
   builder = tfds.builder(name, data_dir=data_dir, file_format='array_record', **kwargs)
   # TFDS writes into an incomplete.* folder that it removes on failure, but it first creates the dataset and config
   # folders above it, and data_dir/downloads/ (its default download, extraction and manual dirs live there).
@@ -111,7 +113,7 @@ def _summary(builder: tfds.core.DatasetBuilder) -> str:
 
 def _check_name(name: str) -> None:
   """A ConfigError unless `name` is a registered builder and, where it has named configs, one of them."""
-  dataset, _, config = name.partition('/')
+  dataset, _, config = name.partition(':')[0].partition('/')  # ':1.0.0' (a version) is TFDS's to check
   try:
     cls = tfds.builder_cls(dataset)
   except tfds.core.registered.DatasetNotFoundError as e:
