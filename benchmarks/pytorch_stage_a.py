@@ -22,9 +22,10 @@ from torch import nn
 VGG16 = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 
 
-def vgg16_features(width: float) -> nn.Sequential:
+def vgg16_features(width: float, blocks: int = 5) -> nn.Sequential:
+  """conv1_1 .. pool<blocks> of VGG-16."""
   layers, cin = [], 3
-  for convs, channels in VGG16:
+  for convs, channels in VGG16[:blocks]:
     cout = max(1, round(channels * width))
     for _ in range(convs):
       layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
@@ -49,6 +50,7 @@ def main():
   parser.add_argument('--batch_size', type=int, default=16)
   parser.add_argument('--widths', default='64,128,256,512,512')
   parser.add_argument('--teacher_width', type=float, default=1.0)
+  parser.add_argument('--teacher_tap', default='pool5', choices=[f'pool{i}' for i in range(1, 6)])
   parser.add_argument('--fc_dim', type=int, default=256)
   parser.add_argument('--num_classes', type=int, default=7)
   parser.add_argument('--lr', type=float, default=0.01)
@@ -67,10 +69,11 @@ def main():
   images = images.contiguous(memory_format=fmt)
 
   if args.stage == 'a':
-    teacher = vgg16_features(args.teacher_width).eval().to(memory_format=fmt)
+    blocks = int(args.teacher_tap[-1])
+    teacher = vgg16_features(args.teacher_width, blocks).eval().to(memory_format=fmt)
     for p in teacher.parameters():
       p.requires_grad_(False)
-    teacher_channels = max(1, round(VGG16[-1][1] * args.teacher_width))
+    teacher_channels = max(1, round(VGG16[blocks - 1][1] * args.teacher_width))
     adapter = nn.Conv2d(widths[-1], teacher_channels, 1) if teacher_channels != widths[-1] else nn.Identity()
     student = nn.Sequential(trunk, adapter).train().to(memory_format=fmt)
 
@@ -78,9 +81,12 @@ def main():
       with torch.no_grad():
         target = teacher(images)
       out = student(images)
+      if out.shape != target.shape:
+        raise SystemExit(f'student map {tuple(out.shape)} != teacher map {tuple(target.shape)}: '
+                         'pass --widths and --teacher_tap that end at the same size')
       return (out - target).pow(2).flatten(1).sum(1).mean()
   else:
-    side = args.image_size // 32
+    side = args.image_size // 2 ** len(widths)
     student = nn.Sequential(trunk, nn.Flatten(), nn.Linear(widths[-1] * side * side, args.fc_dim), nn.ReLU(),
                             nn.Dropout(0.5), nn.Linear(args.fc_dim, args.num_classes)).train().to(memory_format=fmt)
     labels = torch.arange(args.batch_size) % args.num_classes

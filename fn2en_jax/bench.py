@@ -304,7 +304,8 @@ def bench_pytorch(config: ml_collections.ConfigDict, jax_rows: dict, stage: str)
   bench = config.bench
   cmd = [sys.executable, PYTORCH_SCRIPT, f'--stage={stage}', f'--image_size={config.data.image_size}',
          f'--batch_size={bench.batch_size}', f'--widths={",".join(map(str, config.student.widths))}',
-         f'--teacher_width={config.teacher.width}', f'--fc_dim={config.student.fc_dim}',
+         f'--teacher_width={config.teacher.width}', f'--teacher_tap={config.teacher.tap}',
+         f'--fc_dim={config.student.fc_dim}',
          f'--num_classes={bench.num_classes}', f'--warmup={bench.warmup}', f'--steps={bench.steps}',
          f'--lr={config.stage_a.learning_rate}', f'--threads={bench.pytorch_threads}']
   done = subprocess.run(cmd, capture_output=True, text=True, check=False)

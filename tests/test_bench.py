@@ -21,13 +21,13 @@ _spec = importlib.util.spec_from_file_location('bench_config', os.path.join(benc
 bench_config = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_config)
 
-SIZE = 16
+SIZE = 32  # VGG-16 needs 32 pixels to reach its FC layers (pool5 1x1)
 
 
 def tiny_config(**bench_overrides):
   config = bench_config.get_config()
   config.data.update(dict(image_size=SIZE, num_threads=1, prefetch=2))
-  # Three student blocks end at 2x2; the teacher's pool3 is 2x2 too (fewer layers to compile than pool5).
+  # Three student blocks end at 4x4; the teacher's pool3 is 4x4 too (fewer layers to compile than pool5).
   config.teacher.update(dict(width=1 / 32, fc_dim=16, tap='pool3'))
   config.student.update(dict(widths=(4, 4, 8), fc_dim=8))
   config.bench.update(dict(batch_size=4, warmup=1, steps=2, stages=('a', 'b'), pipeline_batches=3,
@@ -78,12 +78,17 @@ def test_flops_agree_with_counts_by_hand(results):
 
 
 def test_flops_of_one_conv_layer():
-  """XLA's count for a 3x3 convolution is 2 * N * H * W * Cin * Cout * 9 (a multiply and an add per MAC)."""
-  conv = nn.Conv(8, (3, 3), padding=1, use_bias=False)
-  x = jnp.zeros((2, 10, 12, 5))
-  variables = conv.init(jax.random.key(0), x)
-  compiled, _ = bench.compile_timed(jax.jit(conv.apply), variables, x)
-  assert bench.flops_of(compiled) == pytest.approx(2 * 2 * 10 * 12 * 5 * 8 * 9, rel=0.01)
+  """XLA counts 2 FLOPs (a multiply and an add) per multiply-accumulate that touches the image, none for padding:
+  a 3x3 VALID conv makes N * Ho * Wo * 9 * Cin * Cout of them; with one pixel of zero padding each output row
+  sees 3H - 2 of the kernel's row taps over the image (3W - 2 columns likewise)."""
+  n, h, w, cin, cout = 2, 10, 12, 5, 8
+  x = jnp.zeros((n, h, w, cin))
+  for padding, macs in (('VALID', n * (h - 2) * (w - 2) * 9 * cin * cout),
+                        (1, n * (3 * h - 2) * (3 * w - 2) * cin * cout)):
+    conv = nn.Conv(cout, (3, 3), padding=padding, use_bias=False)
+    variables = conv.init(jax.random.key(0), x)
+    compiled, _ = bench.compile_timed(jax.jit(conv.apply), variables, x)
+    assert bench.flops_of(compiled) == pytest.approx(2 * macs, rel=0.01), padding
 
 
 def test_json_round_trip_and_compare(results, tmp_path):
