@@ -32,7 +32,8 @@ INPUT = 3          # an input file or dataset is missing or unreadable
 WORKDIR = 4        # the workdir cannot be written, is full, or holds a run of another config
 DIVERGED = 5       # the loss became NaN or infinite
 PREEMPTED = 6      # SIGTERM: a checkpoint was saved; run the same command again to resume
-PEER_LOST = 7      # another process of a multi-host run died or stopped answering
+# A process of a multi-host run whose peer died is ended by JAX's own coordination service (SIGABRT, shell exit
+# status 134, "another task died"), from C++, where no Python handler runs: it has no code of its own here.
 
 
 class UserError(Exception):
@@ -70,10 +71,6 @@ class Diverged(UserError, FloatingPointError):
 
 class Preempted(UserError):
   exit_code = PREEMPTED
-
-
-class PeerLost(UserError):
-  exit_code = PEER_LOST
 
 
 def verbose(argv: list[str] | None = None) -> bool:

@@ -212,8 +212,8 @@ def test_multinode_dry_run_and_run(bins):
   [call] = recorded(bins)
   assert call['argv'] == step
   os.remove(bins['record'])
-  done = launch(bins, 'gpu_multinode.sh', '--no-submit', *args, path=bins['fakes'], FAKE_EXIT='7')
-  assert done.returncode == 7  # a lost peer's exit code reaches the caller
+  done = launch(bins, 'gpu_multinode.sh', '--no-submit', *args, path=bins['fakes'], FAKE_EXIT='134')
+  assert done.returncode == 134  # a host ended by JAX after a peer died: its exit status reaches the caller
   assert [c['argv'] for c in recorded(bins)] == [step]
 
 
