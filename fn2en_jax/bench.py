@@ -14,7 +14,6 @@ same-run ceiling (and to PyTorch's step, `--config.bench.pytorch=True`) are what
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import platform
@@ -32,31 +31,20 @@ from absl import app, flags
 from ml_collections import config_flags
 from jax import lax
 
-from fn2en_jax import errors, losses
+from fn2en_jax import errors, losses, models
 from fn2en_jax.data import pipeline
-from fn2en_jax.models import face_nets
+from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.stages import a as stage_a
+from fn2en_jax.stages import classification
 from fn2en_jax.train import parallel
-from fn2en_jax.train import state as state_lib
+from fn2en_jax.train.state import create_state, init_variables
 
-if hasattr(state_lib, 'init_variables'):  # the layout after the orchestrator's refactor ("Seam")
-  from fn2en_jax import models as _models
-  from fn2en_jax.models import expnet as _expnet
-  from fn2en_jax.stages import classification as _classification
-  classification_train_step = _classification.train_step
-  init_variables, create_state, dtype_of = state_lib.init_variables, state_lib.create_state, _models.dtype
 
-  def student(config, num_classes, adapter_channels=None):
-    return _expnet.from_config(config, num_classes, axis_name=parallel.AXIS, adapter_channels=adapter_channels)
-else:
-  from fn2en_jax.stages import common as _common
-  classification_train_step = _common.classification_train_step
-  init_variables, create_state, dtype_of, student = (_common.init_variables, _common.create_state, _common.dtype,
-                                                     _common.student)
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/bench.py', 'Benchmark config file.', lock_config=True)
-_OUTPUT = flags.DEFINE_string('output', '', 'Write the results here as JSON.')
-_COMPARE = flags.DEFINE_string('compare', '', 'A JSON file of an earlier run: print the ratios new/old.')
+def student(config, num_classes, adapter_channels=None):
+  return expnet.from_config(config, num_classes, axis_name=parallel.AXIS, adapter_channels=adapter_channels)
+
+
 
 TRAIN_STAGES = ('face', 'a', 'a_cached', 'b', 'scratch')
 PYTORCH_STAGES = ('a', 'b')  # the steps benchmarks/pytorch_stage_a.py reimplements
@@ -156,9 +144,7 @@ def _images(batch: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def _teacher(config, num_classes, dtype):
-  if 'axis_name' in inspect.signature(face_nets.build).parameters:  # BatchNorm teachers average over replicas
-    return face_nets.build(config.teacher, num_classes, dtype, axis_name=parallel.AXIS)
-  return face_nets.build(config.teacher, num_classes, dtype)
+  return face_nets.build(config.teacher, num_classes, dtype, axis_name=parallel.AXIS)  # BN stats over replicas
 
 
 class Setup:
@@ -167,7 +153,7 @@ class Setup:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     bench = config.bench
-    self.dtype = dtype_of(config)
+    self.dtype = models.dtype(config)
     self.size = config.data.image_size
     self.mesh = parallel.make_mesh(jax.devices()[:bench.devices])
     self.rng = jax.random.key(config.seed)
@@ -198,7 +184,7 @@ class Setup:
       model = self.teacher
       variables = self.teacher_vars
       stage_cfg = config.stage_face
-      step = functools.partial(classification_train_step, label_smoothing=stage_cfg.label_smoothing)
+      step = functools.partial(classification.train_step, label_smoothing=stage_cfg.label_smoothing)
       state = create_state(model, jax.device_get(variables), stage_cfg, rng)
       return state, step, self.batch(), None
     if name in ('a', 'a_cached'):
@@ -219,7 +205,7 @@ class Setup:
     stage_cfg = config[f'stage_{name}']
     model = student(config, config.bench.num_classes)
     state = create_state(model, init_variables(model, rng, self.size), stage_cfg, rng)
-    step = functools.partial(classification_train_step, label_smoothing=stage_cfg.label_smoothing)
+    step = functools.partial(classification.train_step, label_smoothing=stage_cfg.label_smoothing)
     return state, step, self.batch(), None
 
 
@@ -329,7 +315,7 @@ def run(config: ml_collections.ConfigDict, on_row: Callable[[dict], None] = lamb
   unknown = [s for s in bench.stages if s not in TRAIN_STAGES]
   if unknown:
     raise errors.ConfigError(f'config.bench.stages: unknown {unknown}; expected some of {list(TRAIN_STAGES)}',
-                             f'pass e.g. --config.bench.stages="(\'a\', \'b\')"')
+                             'pass e.g. --config.bench.stages="(\'a\', \'b\')"')
   if bench.batch_size % bench.devices or bench.devices > jax.device_count():
     raise errors.ConfigError(
         f'config.bench.devices={bench.devices} must divide config.bench.batch_size={bench.batch_size} and be at '
@@ -454,26 +440,27 @@ def print_none(results: dict) -> None:
 
 
 def main(argv):
-  del argv
-
-  def body():
-    config = _CONFIG.value
-    old = None
-    if _COMPARE.value:
-      if not os.path.exists(_COMPARE.value):
-        raise errors.InputError(f'--compare={_COMPARE.value}: no such file',
-                                'pass the JSON file an earlier run wrote with --output')
-      with open(_COMPARE.value) as f:
-        old = json.load(f)
-    results = run(config, on_row=functools.partial(write_json, path=_OUTPUT.value) if _OUTPUT.value else print_none)
-    print(table(results))
-    print(headline(results))
-    if old is not None:
-      print(f'\nratios new/old against {_COMPARE.value} ({old["meta"]["date"]}):')
-      print(compare(results, old))
-
-  errors.boundary(body)
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  old = None
+  if FLAGS.compare:
+    if not os.path.exists(FLAGS.compare):
+      raise errors.InputError(f'--compare={FLAGS.compare}: no such file',
+                              'pass the JSON file an earlier run wrote with --output')
+    with open(FLAGS.compare) as f:
+      old = json.load(f)
+  results = run(FLAGS.config, on_row=functools.partial(write_json, path=FLAGS.output) if FLAGS.output else print_none)
+  print(table(results))
+  print(headline(results))
+  if old is not None:
+    print(f'\nratios new/old against {FLAGS.compare} ({old["meta"]["date"]}):')
+    print(compare(results, old))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  # Flags only for the command: the tests import this module beside other commands that have an --output.
+  config_flags.DEFINE_config_file('config', 'configs/bench.py', 'Benchmark config file.', lock_config=True)
+  flags.DEFINE_string('output', '', 'Write the results here as JSON.')
+  flags.DEFINE_string('compare', '', 'A JSON file of an earlier run: print the ratios new/old.')
+  errors.run_app(main)
