@@ -120,6 +120,10 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
     for step in range(start + 1, hp.num_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, step_metrics = train_step(state, parallel.shard_batch(next(data_iter), mesh), stage.aux)
+      # At most one step queued behind the running one: enough to hide the dispatch, and it bounds what waits in
+      # memory. Unbounded, the hosts of a multi-host CPU run queued hundreds of steps and deadlocked in gloo.
+      if history:
+        jax.block_until_ready(history[-1])
       history.append(step_metrics)
       unchecked.append((step, step_metrics))
       progress(step)
