@@ -19,10 +19,12 @@ from PIL import Image
 from fn2en_jax import errors
 from fn2en_jax.models import face_nets
 
-_INIT = flags.DEFINE_string('init', None, 'A face-net directory (python -m fn2en_jax.convert).', required=True)
+# None of them required=True: absl would then refuse to parse any other command's flags in a process that imports
+# this module (the tests); main checks them instead.
+_INIT = flags.DEFINE_string('init', None, 'A face-net directory (python -m fn2en_jax.convert).')
 _TAP = flags.DEFINE_string('tap', None, 'The layer to read (vgg_face: pool1..pool5, fc6, fc7; dlib_resnet: '
-                           'res1..res5, embedding; logits where the classifier was kept).', required=True)
-_OUTPUT = flags.DEFINE_string('output', None, 'The .npy file to write, shape (images, features).', required=True)
+                           'res1..res5, embedding; logits where the classifier was kept).')
+_OUTPUT = flags.DEFINE_string('output', None, 'The .npy file to write, shape (images, features).')
 _SIZE = flags.DEFINE_integer('size', None, "Input side in pixels; default the face net's own.")
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Images per forward pass.')
 
@@ -53,6 +55,10 @@ def features(module, variables: dict, images: np.ndarray, tap: str, batch_size: 
 
 
 def main(argv):
+  missing = [f'--{f.name}' for f in (_INIT, _TAP, _OUTPUT) if not f.value]
+  if missing:
+    raise app.UsageError(f'{", ".join(missing)} missing: python -m fn2en_jax.features --init=DIR --tap=pool5 '
+                         '--output=f.npy IMAGE...')
   paths = argv[1:]
   if not paths:
     raise app.UsageError('give one or more image files after the flags')

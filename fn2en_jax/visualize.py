@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fn2en_jax import evaluate
+from fn2en_jax import evaluate, results
 from fn2en_jax.models import expnet
 
 STUDENT_LAYERS = tuple(f'pool{i}' for i in range(1, 6))
@@ -170,7 +170,7 @@ def neurons(layer_fn: Callable, variables: dict, images: np.ndarray, *, num_neur
 
 def plot(nets: dict[str, dict], images: np.ndarray, path: str) -> None:
   """One panel per net (student, teacher), side by side: a row per neuron, its synthesised input, then its faces."""
-  plt = evaluate._pyplot()  # pylint: disable=protected-access
+  plt = results.pyplot()  # pylint: disable=protected-access
   rows = max(len(n['neurons']) for n in nets.values())
   columns = 1 + max(len(e['top_faces']) for n in nets.values() for e in n['neurons'])
   fig = plt.figure(figsize=(0.9 * columns * len(nets) + 0.3, 1.0 * rows + 0.4))

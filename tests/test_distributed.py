@@ -197,9 +197,10 @@ def _wait_for_checkpoint(stage_dir, started, timeout=300):
 def test_sigterm_saves_a_checkpoint_exits_6_and_the_rerun_resumes(tmp_path, tiny_run, processes):
   _, data_dir, _ = tiny_run
   workdir = tmp_path / 'work'
-  steps = ('--config.stages=("scratch",)', '--config.stage_scratch.num_steps=400',
-           '--config.stage_scratch.checkpoint_every=1000', '--config.stage_scratch.eval_every=1000',
-           '--config.stage_scratch.log_every=1000')
+  # Far more steps than it runs before the signal (a quiet machine does 400 in 16 s), and no periodic checkpoint.
+  steps = ('--config.stages=("scratch",)', '--config.stage_scratch.num_steps=100000',
+           '--config.stage_scratch.checkpoint_every=100000', '--config.stage_scratch.eval_every=100000',
+           '--config.stage_scratch.log_every=100000')
   started = _start(workdir, data_dir, *steps, processes=processes)
   _wait_for_progress(started[0][1], started)
   started[0][0].send_signal(signal.SIGTERM)  # one host preempted: every host must stop at the same step
@@ -207,7 +208,7 @@ def test_sigterm_saves_a_checkpoint_exits_6_and_the_rerun_resumes(tmp_path, tiny
   assert codes == [errors.PREEMPTED] * processes, '\n\n'.join(l[-3000:] for l in logs)
   assert 'stopped by SIGTERM after step' in logs[0]
   saved = [int(d) for d in os.listdir(workdir / 'scratch') if d.isdigit()]
-  assert len(saved) == 1 and 0 < saved[0] < 400  # checkpoint_every=1000: only the preemption saved
+  assert len(saved) == 1 and 0 < saved[0] < 100000  # no periodic checkpoint: only the preemption saved
   again = (*steps, f'--config.stage_scratch.num_steps={saved[0] + 5}')  # a few more steps show the resume
   codes, logs = _wait(_start(workdir, data_dir, *again, processes=processes, log_dir=str(tmp_path / 'rerun')))
   assert codes == [0] * processes, '\n\n'.join(l[-3000:] for l in logs)

@@ -130,7 +130,8 @@ def define_flags() -> None:
   `fn2en_jax.main`, whose command line must not grow these flags."""
   if 'data_dir' in flags.FLAGS:
     return
-  flags.DEFINE_string('data_dir', None, 'Where TFDS writes the prepared dataset.', required=True)
+  # Not required=True: absl would then refuse to parse any other command's flags in a process that defined these.
+  flags.DEFINE_string('data_dir', None, 'Where TFDS writes the prepared dataset (required).')
   flags.DEFINE_string('manual_dir', None, 'The dataset as distributed (not needed for synth_faces); see '
                       'docs/datasets.md.')
   flags.DEFINE_multi_string('option', [], 'KEY=VALUE, a builder option, repeatable (image_folder: image_size, '
@@ -144,6 +145,9 @@ def main(argv: Sequence[str]) -> None:
                              'python -m fn2en_jax.data.build NAME[/CONFIG] --data_dir=DIR --manual_dir=DIR, e.g. '
                              'ck_plus/6class; docs/datasets.md lists the names')
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  if not FLAGS.data_dir:
+    raise errors.ConfigError('--data_dir is missing', 'give the folder TFDS writes the dataset to, e.g. '
+                             '--data_dir=$HOME/tensorflow_datasets')
   name = argv[1]
   _check_name(name)
   config = builder_config(name, manual_dir=FLAGS.manual_dir, options=parse_options(FLAGS.option))
