@@ -76,21 +76,12 @@ Box = tuple[int, int, int, int]
 
 # --- Faces ------------------------------------------------------------------------------------------------------
 
-@functools.cache
-def _cascade() -> cv2.CascadeClassifier:
-  path = cv2.data.haarcascades + 'haarcascade_frontalface_default.xml'
-  cascade = cv2.CascadeClassifier(path)
-  if cascade.empty():
-    raise RuntimeError(f'could not load the Haar cascade {path} (needs opencv-python-headless < 5)')
-  return cascade
-
-
 def detect(image: np.ndarray, min_fraction: float = 0.1) -> list[Box]:
   """Every frontal face in a uint8 RGB image as (x, y, w, h), left to right; faces smaller than `min_fraction` of
   the shorter side are ignored (at that size they are mostly background false positives)."""
   grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
   side = max(1, int(min_fraction * min(grey.shape)))
-  boxes = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+  boxes = faces.frontal_face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
   return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda b: (b[0], b[1]))
 
 

@@ -46,7 +46,8 @@ def align_by_eyes(image: np.ndarray, left_eye: np.ndarray, right_eye: np.ndarray
 
 
 @functools.cache
-def _frontal_face_cascade() -> cv2.CascadeClassifier:
+def frontal_face_cascade() -> cv2.CascadeClassifier:
+  """OpenCV's Haar cascade for frontal faces, loaded once (the build's alignment and `predict` share it)."""
   path = cv2.data.haarcascades + 'haarcascade_frontalface_default.xml'
   cascade = cv2.CascadeClassifier(path)
   if cascade.empty():
@@ -62,7 +63,7 @@ def detect_face(image: np.ndarray, min_fraction: float = 0.2) -> tuple[int, int,
   """
   grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
   min_side = max(1, int(min_fraction * min(grey.shape)))
-  boxes = _frontal_face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
+  boxes = frontal_face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
                                                    minSize=(min_side, min_side))
   if len(boxes) == 0:
     return None
