@@ -14,7 +14,7 @@ import pytest
 from fn2en_jax import errors
 from fn2en_jax.data import build, folds, pipeline
 from fn2en_jax.data.builders import image_folder
-from tests import fixtures_datasets as fx
+import fixtures_datasets as fx
 
 # (class folder, file name, height, width, grey?): mixed sizes, grey and colour, PNG and JPEG, several naming styles
 # the default regex must read (subject before the first `_` or `.`).
