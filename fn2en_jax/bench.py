@@ -29,9 +29,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
-from jax import lax
 
-from fn2en_jax import errors, losses, models
+from fn2en_jax import errors, models
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.stages import a as stage_a
@@ -52,22 +51,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTORCH_SCRIPT = os.path.join(REPO, 'benchmarks', 'pytorch_stage_a.py')
 # Fields of a row that --compare divides; for the *_s ones smaller is better.
 COMPARED = ('compile_s', 'step_s', 'images_per_s', 'gflops_per_s', 'of_ceiling', 'latency_ms_per_image')
-
-
-def cached_train_step(state, batch, aux, *, p, reduction):
-  """Stage a's step against precomputed teacher maps (`batch['target']`): what training with cached teacher
-  features runs, the student's half of `stages.a.train_step` with the same loss, reductions and update."""
-  del aux
-
-  def loss_fn(params):
-    student_map, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, batch['image'],
-                                          train=True, mutable=['batch_stats'])
-    return losses.lp_regression(student_map, batch['target'], p, reduction), updates
-
-  (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = lax.pmean(grads, parallel.AXIS)
-  batch_stats = lax.pmean(updates['batch_stats'], parallel.AXIS)
-  return state.apply_gradients(grads, batch_stats), lax.pmean({'loss': loss}, parallel.AXIS)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,14 +177,15 @@ class Setup:
       model = student(config, config.bench.num_classes, adapter_channels=adapter)
       variables = init_variables(model, rng, self.size, tap='adapter')
       state = create_state(model, variables, config.stage_a, rng, tap='adapter')
-      hp = dict(p=config.stage_a.p, reduction=config.stage_a.reduction)
+      # The stage's own step; with `batch['target']` (the cached maps) it runs the student only.
+      step = functools.partial(stage_a.train_step, teacher=self.teacher, tap=config.teacher.tap,
+                               p=config.stage_a.p, reduction=config.stage_a.reduction)
       if name == 'a':
-        step = functools.partial(stage_a.train_step, teacher=self.teacher, tap=config.teacher.tap, **hp)
         return state, step, self.batch(), self.teacher_vars
       student_shape = jax.eval_shape(functools.partial(model.apply, train=False, tap='adapter'), variables,
                                      jnp.zeros((1, self.size, self.size, 3))).shape
       target = np.random.default_rng(1).normal(size=(config.bench.batch_size,) + student_shape[1:]).astype(np.float32)
-      return state, functools.partial(cached_train_step, **hp), self.batch(target=target), None
+      return state, step, self.batch(target=target), self.teacher_vars
     stage_cfg = config[f'stage_{name}']
     model = student(config, config.bench.num_classes)
     state = create_state(model, init_variables(model, rng, self.size), stage_cfg, rng)

@@ -93,7 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.stage_face_pretrain = stage_config()
   config.stage_face = stage_config(learning_rate=0.001)
-  config.stage_a = stage_config(p=2, reduction='sum')
+  # views: fixed augmentation views (crop, flip) per training image, one drawn at each visit; 0 = a fresh random
+  # view every time. cache_teacher: compute the teacher's map of every view once and train from the stored maps
+  # (needs views > 0; the same curve as the online teacher with the same views, without its forward passes).
+  config.stage_a = stage_config(p=2, reduction='sum', views=0, cache_teacher=False)
   config.stage_b = stage_config()
   config.stage_scratch = stage_config()
   # The paper's accuracy (percent) of each row this config reproduces, keyed 'scratch', 'face', 'fn2en': printed

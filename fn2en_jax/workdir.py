@@ -31,6 +31,7 @@ RESUMABLE = (
     'face_data.manual_dir', 'face_data.extra_manual_dir', 'face_data.num_threads', 'face_data.prefetch',
     'stage_*.num_steps', 'stage_*.log_every', 'stage_*.eval_every', 'stage_*.checkpoint_every',
     'stage_*.learning_rate',
+    'stage_a.cache_teacher',  # the same maps, stored or computed at each step
 )
 
 

@@ -157,3 +157,21 @@ def test_every_stage_has_its_own_random_stream():
   # The stream of a stage does not depend on which other stages run: it is the seed folded with a fixed number.
   np.testing.assert_array_equal(jax.random.key_data(stages.stage_rng(3, 'b')),
                                 jax.random.key_data(jax.random.fold_in(jax.random.key(3), 3)))
+
+
+def test_each_step_compiles_once_with_a_padded_last_eval_batch(tmp_path, tiny_run, monkeypatch):
+  _, data_dir, _ = tiny_run
+  config = _tiny_config(data_dir)
+  config.stages = ('scratch',)
+  # 16 test faces in batches of 12: the second eval batch is 4 faces and 8 rows of padding.
+  config.stage_scratch.update(dict(num_steps=6, batch_size=12, eval_every=2, checkpoint_every=3))
+  jitted = []
+  for name in ('data_parallel_step', 'data_parallel_eval'):
+    original = getattr(parallel, name)
+    monkeypatch.setattr(parallel, name, lambda step, mesh, original=original: jitted.append(original(step, mesh))
+                        or jitted[-1])
+  experiment.run(config, str(tmp_path))
+  train_step, eval_step = jitted
+  # jit's cache holds one compiled program per distinct input signature: 6 steps and 3 evaluations of 2 batches
+  # each, and each compiled exactly once.
+  assert (train_step._cache_size(), eval_step._cache_size()) == (1, 1)  # pylint: disable=protected-access

@@ -264,8 +264,21 @@ def this_host() -> tuple[int, int]:
   return jax.process_index(), jax.process_count()
 
 
+def view_rng(seed: int, index: int, view: int) -> np.random.Generator:
+  """The random stream of fixed augmentation view `view` of training example `index`: the same in every epoch, every
+  process and every run with this seed, so that the teacher's map of a view can be computed once and stored."""
+  return np.random.default_rng((seed, index, view))
+
+
+def view_image(image: np.ndarray, data_cfg: ml_collections.ConfigDict, *, seed: int, index: int,
+               view: int) -> np.ndarray:
+  """Fixed augmentation view `view` of training example `index` (its crop and flip from `view_rng`)."""
+  return preprocess_train(image, view_rng(seed, index, view), data_cfg.image_size, resize_for(data_cfg),
+                          data_cfg.flip)
+
+
 def train_iterator(examples: Examples, data_cfg: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
-                   host: tuple[int, int] | None = None):
+                   host: tuple[int, int] | None = None, views: int = 0, targets=None):
   """An endless, shuffled, augmented, batched and checkpointable iterator over this host's rows of every global
   batch.
 
@@ -273,6 +286,10 @@ def train_iterator(examples: Examples, data_cfg: ml_collections.ConfigDict, *, g
   hosts cut each global batch into consecutive row blocks, host i taking block i. So a run on several hosts sees
   the same batches, on the same devices, as a run of as many devices in one process, and the hosts read disjoint
   parts of every epoch.
+
+  `views` = 0: a fresh random crop and flip at every visit of an example. `views` = K > 0: every example has K fixed
+  views (`view_rng`), and each visit draws one of them; `targets[i, k]` (stage a's cached teacher maps), when given,
+  comes along as `batch['target']`.
   """
   index, hosts = host or this_host()
   if global_batch_size % hosts:
@@ -280,12 +297,20 @@ def train_iterator(examples: Examples, data_cfg: ml_collections.ConfigDict, *, g
                              'set the stage\'s batch_size to a multiple of the number of processes')
   size, resize, flip = data_cfg.image_size, resize_for(data_cfg), data_cfg.flip
 
-  def augment(record: dict, rng: np.random.Generator) -> dict:
-    return {'image': preprocess_train(record['image'], rng, size, resize, flip),
-            'label': np.int32(record['label'])}
+  def augment(i: int, rng: np.random.Generator) -> dict:
+    record = examples[i]
+    if not views:
+      return {'image': preprocess_train(record['image'], rng, size, resize, flip), 'label': np.int32(record['label'])}
+    view = int(rng.integers(views))
+    out = {'image': view_image(record['image'], data_cfg, seed=seed, index=i, view=view),
+           'label': np.int32(record['label'])}
+    if targets is not None:
+      out['target'] = np.asarray(targets[i, view])
+    return out
 
   per_host = global_batch_size // hosts
-  dataset = (grain.MapDataset.source(examples).shuffle(seed=seed).repeat().random_map(augment, seed=seed)
+  # Shuffled positions rather than records, so that a view knows which example it belongs to.
+  dataset = (grain.MapDataset.range(len(examples)).shuffle(seed=seed).repeat().random_map(augment, seed=seed)
              .batch(per_host, drop_remainder=True)[index::hosts])
   options = grain.ReadOptions(num_threads=data_cfg.num_threads, prefetch_buffer_size=data_cfg.prefetch)
   return iter(dataset.to_iter_dataset(options))

@@ -4,11 +4,15 @@ The teacher is the face net fine-tuned in the `face` stage. It is read once, pas
 (never part of the trained state, never checkpointed again), and gets no gradient. When the teacher's tap and the
 student's pool5 differ in shape, a 1x1 conv adapter maps the student's channels and the teacher map is resized to the
 student's spatial size; the adapter is discarded after this stage.
+
+With `stage_a.cache_teacher` the teacher's maps of `stage_a.views` fixed views per training image are computed once
+(stages/teacher_cache.py) and the batches bring them as `batch['target']`; the step then runs the student only.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +21,7 @@ from jax import lax
 from fn2en_jax import errors, losses, models
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
-from fn2en_jax.stages import Context
+from fn2en_jax.stages import Context, teacher_cache
 from fn2en_jax.train import checkpoint, loop, parallel, state
 
 NAME = 'a'
@@ -26,6 +30,13 @@ READS = 'face'  # the fine-tuned face net is the teacher
 
 def validate(config) -> None:
   losses.validate_lp(config.stage_a.p, config.stage_a.reduction, field='stage_a')
+  if config.stage_a.views < 0:
+    raise errors.ConfigError(f'config.stage_a.views must be >= 0, got {config.stage_a.views}',
+                             'set --config.stage_a.views=0 (a fresh view at every visit) or a number of fixed views')
+  if config.stage_a.cache_teacher and not config.stage_a.views:
+    raise errors.ConfigError('config.stage_a.cache_teacher=True stores the teacher map of each fixed view, but '
+                             'config.stage_a.views=0 asks for fresh random views', 'set --config.stage_a.views=8')
+
 
 def teacher_map(teacher, teacher_vars: dict, images: jax.Array, *, tap: str, size: tuple[int, int]) -> jax.Array:
   """G(I): the teacher's tap, resized (area-weighted) to the student's spatial size when they differ."""
@@ -39,7 +50,10 @@ def train_step(state, batch, teacher_vars, *, teacher, tap, p, reduction):
   def loss_fn(params):
     student_map, updates = state.apply_fn({'params': params, 'batch_stats': state.batch_stats}, batch['image'],
                                           train=True, mutable=['batch_stats'])
-    target = teacher_map(teacher, teacher_vars, batch['image'], tap=tap, size=student_map.shape[1:3])
+    if 'target' in batch:  # cached (teacher_cache): the same map, computed before the stage
+      target = batch['target'].astype(student_map.dtype)
+    else:
+      target = teacher_map(teacher, teacher_vars, batch['image'], tap=tap, size=student_map.shape[1:3])
     return losses.lp_regression(student_map, target, p, reduction), updates
 
   (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -84,8 +98,27 @@ def setup(config, ctx: Context):
   variables = state.init_variables(student, ctx.rng, size, tap='adapter')
   initial = state.create_state(student, variables, config.stage_a, ctx.rng, tap='adapter')
   hp = dict(teacher=teacher, tap=tap, p=config.stage_a.p, reduction=config.stage_a.reduction)
+  targets = None
+  if config.stage_a.cache_teacher and not loop.is_finished(ctx.workdir, NAME, config.stage_a.num_steps):
+    map_size = jax.eval_shape(functools.partial(student.apply, train=False, tap='adapter'), variables,
+                              jnp.zeros((1, size, size, 3))).shape[1:3]
+    targets = cached_targets(config, ctx, train, teacher, teacher_vars, map_size)
   return loop.Stage(
       name=NAME, state=parallel.replicate(initial, ctx.mesh), aux=teacher_vars,
       hparams=config.stage_a, data_cfg=config.data, train_examples=train, eval_examples=test,
       train_step=functools.partial(train_step, **hp), eval_step=functools.partial(eval_step, **hp),
-      summarize=summarize)
+      summarize=summarize, views=config.stage_a.views, targets=targets)
+
+
+def cached_targets(config, ctx: Context, train, teacher, teacher_vars, map_size) -> teacher_cache.Targets:
+  """The teacher's map of every fixed view of every training image, from the stage's cache (computed if missing)."""
+  tap, views = config.teacher.tap, config.stage_a.views
+  spec = dict(teacher=teacher_cache.teacher_fingerprint(teacher_vars), model=config.teacher.model, tap=tap,
+              map_size=list(map_size), dtype=config.dtype, examples=teacher_cache.examples_fingerprint(train),
+              image_size=config.data.image_size, crop_scale=config.data.crop_scale, flip=config.data.flip,
+              views=views, seed=ctx.seed)
+  map_fn = lambda variables, images: teacher_map(teacher, variables, images, tap=tap, size=tuple(map_size))
+  return teacher_cache.load_or_build(
+      os.path.join(ctx.stage_dir, teacher_cache.DIRNAME), spec, train, config.data, seed=ctx.seed, views=views,
+      batch_size=config.stage_a.batch_size // jax.process_count(),
+      teacher_map=teacher_cache.local_teacher_map(map_fn, teacher_vars))

@@ -32,6 +32,8 @@ class Stage:
   train_step: Callable              # (state, batch, aux) -> (state, metrics), per replica
   eval_step: Callable               # (state, batch, aux) -> per-example outputs, per replica
   summarize: Callable               # host outputs of the whole eval set -> metrics dict
+  views: int = 0                    # fixed augmentation views per training example; 0 = fresh ones (pipeline)
+  targets: Any = None               # targets[i, view] -> batch['target'] (stage a's cached teacher maps), or None
 
 
 def itstime(step: int, every: int, num_steps: int) -> bool:
@@ -89,13 +91,23 @@ def _raise_if_diverged(stage: Stage, unchecked: list[tuple[int, Any]], mngr, sta
           f'then run the same command again: it {f"resumes from step {last}" if last else "starts the stage over"}')
 
 
+def _warn_on_recompiles(name: str, **jitted) -> None:
+  """Every batch has the same shapes (drop_remainder for training, a padded last batch for evaluation), so each
+  step compiles once; a second compilation means a shape or dtype changed, and costs its compile time each time."""
+  for what, fn in jitted.items():
+    compiled = fn._cache_size()  # pylint: disable=protected-access  # one entry per input signature seen
+    if compiled > 1:
+      logging.warning('%s: the %s was compiled %d times (once expected): its input shapes or dtypes changed', name,
+                      what, compiled)
+
+
 def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   """Trains `stage` to `hparams.num_steps` (resuming from its newest checkpoint) and returns its final summary."""
   hp = stage.hparams
   stage_dir = os.path.join(workdir, stage.name)
   mngr = checkpoint.manager(stage_dir)
   data_iter = pipeline.train_iterator(stage.train_examples, stage.data_cfg, global_batch_size=hp.batch_size,
-                                      seed=seed)
+                                      seed=seed, views=stage.views, targets=stage.targets)
   state = stage.state
   start = mngr.latest_step() or 0
   if start:
@@ -151,6 +163,7 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   finally:
     mngr.close()
     writer.flush()
+  _warn_on_recompiles(stage.name, train_step=train_step, eval_step=eval_step)
 
   if summary is None:  # nothing left to train: the stage was finished by an earlier run
     summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
