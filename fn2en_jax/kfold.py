@@ -11,15 +11,27 @@ paper's number (`config.paper`, in percent, keyed 'scratch', 'face', 'fn2en').
 The face_pretrain stage does not depend on the fold: when config.stages has it, it is trained once in
 DIR/face_pretrain, exported as a face net to DIR/face_net (the format of `models/face_nets.py`), and every fold
 starts its face stage from there (`teacher.init=DIR/face_net`).
+
+Repeats (the same k-fold run with other seeds) are pooled by
+
+  python -m fn2en_jax.kfold --workdirs=DIR_SEED0,DIR_SEED1,DIR_SEED2 --output=DIR/seeds
+
+which prints, and writes to seeds.md/json, each method's mean and standard deviation over every fold of every run,
+the spread of the runs' means (what changing only the seed does), and FN2EN's paired difference from each
+baseline on the same fold and seed: the numbers that say whether one method's lead is signal or noise.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
+import sys
+
 import jax
 import ml_collections
+from absl import app, flags
 
 from fn2en_jax import errors, results
 
@@ -130,3 +142,89 @@ def report_markdown(report: dict) -> str:
             'reported). Each fold\'s own results, confusion matrices and logs are in ' + ', '.join(report['fold_dirs'])
             + '.', '']
   return '\n'.join(lines)
+
+
+def load_report(workdir: str) -> dict:
+  path = os.path.join(os.path.expanduser(workdir), f'{REPORT}.json')
+  if not os.path.exists(path):
+    raise errors.MissingInput(f'{path} does not exist: {workdir} is not a finished k-fold run',
+                              'pass the --workdir of runs made with --config.data.fold=-1, after they finished')
+  with open(path) as f:
+    return json.load(f)
+
+
+def pool(reports: list[dict]) -> dict:
+  """Several k-fold reports of one protocol (repeats with other seeds) as one: per row, the metrics of every fold of
+  every run, their mean and sample standard deviation, each run's mean and the standard deviation of those means;
+  and per baseline, FN2EN's difference from it on the same fold of the same run."""
+  protocols = {r['protocol'] for r in reports}
+  if len(protocols) > 1:
+    raise errors.InputError(f'the runs use different protocols: {sorted(protocols)}',
+                            'pool only repeats of one k-fold run (the same config with other seeds)')
+  rows = {}
+  for name in reports[0]['rows']:
+    row = {}
+    for metric in METRICS:
+      per_run = [r['rows'][name][metric] for r in reports]
+      values = [v for run in per_run for v in run]
+      run_means = [statistics.fmean(run) for run in per_run]
+      row[metric] = {'mean': statistics.fmean(values), 'std': statistics.stdev(values), 'n': len(values),
+                     'run_means': run_means,
+                     'std_of_run_means': statistics.stdev(run_means) if len(run_means) > 1 else 0.0}
+    rows[name] = row
+  fn2en = next((n for n in reports[0]['rows'] if reports[0]['rows'][n]['stage'] == 'b'), None)
+  differences = {}
+  for name in rows:
+    if fn2en is None or name == fn2en:
+      continue
+    diffs = [a - b for r in reports for a, b in zip(r['rows'][fn2en]['accuracy'], r['rows'][name]['accuracy'])]
+    std = statistics.stdev(diffs)
+    differences[name] = {'mean': statistics.fmean(diffs), 'std': std, 'sem': std / math.sqrt(len(diffs)),
+                         'wins': sum(d > 0 for d in diffs), 'ties': sum(d == 0 for d in diffs), 'n': len(diffs)}
+  return {'protocol': reports[0]['protocol'], 'runs': len(reports), 'folds_per_run': reports[0]['num_folds'],
+          'seeds': [r['config'].get('seed') for r in reports], 'rows': rows, 'fn2en_minus': differences}
+
+
+def pooled_markdown(pooled: dict) -> str:
+  n = pooled['runs'] * pooled['folds_per_run']
+  lines = [f"# {pooled['protocol']}: {pooled['runs']} runs (seeds {pooled['seeds']}) x {pooled['folds_per_run']} "
+           'folds', '',
+           f'| method | accuracy, mean +- std over the {n} | mean per-class accuracy | each run\'s mean accuracy | '
+           'std of the runs\' means |', '| --- | --- | --- | --- | --- |']
+  for name, row in pooled['rows'].items():
+    acc, mpca = row['accuracy'], row['mean_per_class_accuracy']
+    lines.append(f"| {name} | {_percent(acc['mean'])} +- {_percent(acc['std'])} | {_percent(mpca['mean'])} +- "
+                 f"{_percent(mpca['std'])} | {', '.join(_percent(m) for m in acc['run_means'])} | "
+                 f"{_percent(acc['std_of_run_means'])} |")
+  if pooled['fn2en_minus']:
+    lines += ['', 'FN2EN minus each baseline, accuracy on the same fold of the same run (points):', '',
+              '| baseline | mean difference | std | std / sqrt(n) | FN2EN ahead on |', '| --- | --- | --- | --- | --- |']
+    for name, d in pooled['fn2en_minus'].items():
+      lines.append(f"| {name} | {100 * d['mean']:+.2f} | {100 * d['std']:.2f} | {100 * d['sem']:.2f} | "
+                   f"{d['wins']} of {d['n']} ({d['ties']} ties) |")
+    lines += ['', 'std / sqrt(n) treats the fold-and-seed pairs as independent; the runs share their test folds, so '
+              'it understates the uncertainty: compare the difference with the std of the runs\' means too.']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  pooled = pool([load_report(w) for w in flags.FLAGS.workdirs])
+  markdown = pooled_markdown(pooled)
+  print(markdown, flush=True)
+  if flags.FLAGS.output:
+    output = os.path.expanduser(flags.FLAGS.output)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    for suffix, text in (('.json', json.dumps(pooled, indent=2)), ('.md', markdown)):
+      with open(f'{output}{suffix}.tmp', 'w') as f:
+        f.write(text)
+      os.replace(f'{output}{suffix}.tmp', output + suffix)
+    print(f'Written to {output}.md and {output}.json', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  flags.DEFINE_list('workdirs', None, 'Finished k-fold workdirs (--config.data.fold=-1) of one config, other seeds.',
+                    required=True)
+  flags.DEFINE_string('output', '', 'Also write the pooled report to OUTPUT.md and OUTPUT.json.')
+  errors.run_app(main)

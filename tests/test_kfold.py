@@ -166,3 +166,44 @@ def _ck_plus_config():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+def test_pooled_seeds_against_numpy_and_from_the_command_line(tmp_path):
+  config = _ck_plus_config()
+  rng = np.random.default_rng(0)
+  accuracy = {stage: rng.uniform(0.3, 0.9, size=(3, 4)) for stage in ROWS.values()}  # 3 seeds x 4 folds
+  for seed in range(3):
+    folds = [{stage: _summary(accuracy[stage][seed, i], accuracy[stage][seed, i] / 2, 10) for stage in ROWS.values()}
+             for i in range(4)]
+    config.seed = seed
+    (tmp_path / f'seed{seed}').mkdir()
+    kfold.write_report(str(tmp_path / f'seed{seed}'), folds, config)
+  out = subprocess.run([sys.executable, '-m', 'fn2en_jax.kfold',
+                        f'--workdirs={",".join(str(tmp_path / f"seed{s}") for s in range(3))}',
+                        f'--output={tmp_path / "pooled"}'], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  pooled = json.loads((tmp_path / 'pooled.json').read_text())
+  assert (pooled['runs'], pooled['folds_per_run'], pooled['seeds']) == (3, 4, [0, 1, 2])
+  for row, stage in ROWS.items():
+    values = accuracy[stage]
+    got = pooled['rows'][row]['accuracy']
+    assert got['mean'] == pytest.approx(values.mean(), abs=1e-12)
+    assert got['std'] == pytest.approx(values.std(ddof=1), abs=1e-12)
+    assert got['std_of_run_means'] == pytest.approx(values.mean(axis=1).std(ddof=1), abs=1e-12)
+  diff = accuracy['b'] - accuracy['scratch']
+  scratch = pooled['fn2en_minus']['Train from scratch (BN)']
+  assert scratch['mean'] == pytest.approx(diff.mean(), abs=1e-12)
+  assert scratch['sem'] == pytest.approx(diff.std(ddof=1) / np.sqrt(12), abs=1e-12)
+  assert scratch['wins'] == int((diff > 0).sum())
+  assert 'FN2EN' not in pooled['fn2en_minus']
+  assert (tmp_path / 'pooled.md').read_text() in out.stdout
+  assert f'| FN2EN | {100 * accuracy["b"].mean():.2f} +- {100 * accuracy["b"].std(ddof=1):.2f} |' in out.stdout
+
+
+def test_pooling_a_run_that_is_not_a_kfold_run_fails_in_one_line(tmp_path):
+  out = subprocess.run([sys.executable, '-m', 'fn2en_jax.kfold', f'--workdirs={tmp_path}'], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 3, out.stderr
+  assert out.stderr.strip().splitlines() == [
+      f'error: {tmp_path}/kfold.json does not exist: {tmp_path} is not a finished k-fold run',
+      'remedy: pass the --workdir of runs made with --config.data.fold=-1, after they finished']
