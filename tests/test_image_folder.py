@@ -114,6 +114,17 @@ def test_bad_file_name_names_file_and_regex_and_leaves_nothing(tmp_path):
   assert len(_examples(_build(tmp_path / 'faces', data_dir, image_size=16))) == len(FILES)
 
 
+def test_no_face_in_any_image_says_so_and_leaves_nothing(tmp_path):
+  write_tree(tmp_path / 'faces', np.random.default_rng(6))  # noise and gradients: the detector finds no face
+  data_dir = tmp_path / 'data'
+  data_dir.mkdir()
+  with pytest.raises(errors.InputError, match=r"split train: the face detector found no face in any of its 8 images "
+                     r"\(alignment='haar'; the first: happy/KA.HA1.39.png\)") as raised:
+    _build(tmp_path / 'faces', data_dir, image_size=16, alignment='haar')
+  assert "alignment='none'" in raised.value.remedy
+  assert list(data_dir.iterdir()) == []
+
+
 def test_options_are_checked_and_name_their_dataset(tmp_path):
   write_tree(tmp_path / 'faces', np.random.default_rng(4))
   manual = str(tmp_path / 'faces')

@@ -145,7 +145,7 @@ def generate_faces(frames: Iterable[Frame], config: FaceConfig, split: str,
   metadata['no_face_count'][split]); TFDS saves the metadata beside the dataset, so the report travels with it.
   """
   metadata['faces'] = {'alignment': config.alignment, 'image_size': config.image_size, 'margin': config.margin}
-  no_face = []
+  no_face, kept = [], 0
   for frame in frames:
     image = faces.align(read_image(frame.path), config.alignment, config.image_size, landmarks=frame.landmarks,
                         margin=config.margin)
@@ -153,7 +153,12 @@ def generate_faces(frames: Iterable[Frame], config: FaceConfig, split: str,
       logging.warning('No face found in %s: left out of split %s.', frame.key, split)
       no_face.append(frame.key)
       continue
+    kept += 1
     yield frame.key, {'image': image, **frame.fields}
+  if not kept and no_face:  # else TFDS fails later with an assertion about an empty split
+    raise errors.InputError(f'split {split}: the face detector found no face in any of its {len(no_face)} images '
+                            f'(alignment={config.alignment!r}; the first: {no_face[0]})',
+                            "if the images are face crops already, build with the option alignment='none'")
   metadata.setdefault('no_face', {})[split] = no_face
   metadata.setdefault('no_face_count', {})[split] = len(no_face)
   if no_face:
