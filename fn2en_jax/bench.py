@@ -39,10 +39,8 @@ from fn2en_jax.train import parallel
 from fn2en_jax.train.state import create_state, init_variables
 
 
-
 def student(config, num_classes, adapter_channels=None):
   return expnet.from_config(config, num_classes, axis_name=parallel.AXIS, adapter_channels=adapter_channels)
-
 
 
 TRAIN_STAGES = ('face', 'a', 'a_cached', 'b', 'scratch')

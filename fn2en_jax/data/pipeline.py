@@ -299,11 +299,12 @@ def train_iterator(examples: Examples, data_cfg: ml_collections.ConfigDict, *, g
 
   def augment(i: int, rng: np.random.Generator) -> dict:
     record = examples[i]
-    if not views:
-      return {'image': preprocess_train(record['image'], rng, size, resize, flip), 'label': np.int32(record['label'])}
-    view = int(rng.integers(views))
-    out = {'image': view_image(record['image'], data_cfg, seed=seed, index=i, view=view),
-           'label': np.int32(record['label'])}
+    if views:
+      view = int(rng.integers(views))
+      image = view_image(record['image'], data_cfg, seed=seed, index=i, view=view)
+    else:
+      image = preprocess_train(record['image'], rng, size, resize, flip)
+    out = {'image': image, 'label': np.int32(record['label'])}
     if targets is not None:
       out['target'] = np.asarray(targets[i, view])
     return out
@@ -327,12 +328,12 @@ def eval_batches(arrays: dict[str, np.ndarray], global_batch_size: int, host: tu
   """Fixed-size batches of this host's rows, zero-padded at the end; `mask` marks the real examples. Host i reads
   block i of each global batch, so that gathering the hosts' rows in order gives back every example once."""
   index, hosts = host or this_host()
-  n = len(arrays['label'])
+  n = len(next(iter(arrays.values())))
   per_host = global_batch_size // hosts
   for start in range(0, n, global_batch_size):
     lo = min(start + index * per_host, n)
     rows = {k: v[lo:min(lo + per_host, n)] for k, v in arrays.items()}
-    real = len(rows['label'])
+    real = min(lo + per_host, n) - lo
     pad = per_host - real
     batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in rows.items()}
     batch['mask'] = np.concatenate([np.ones(real, bool), np.zeros(pad, bool)])

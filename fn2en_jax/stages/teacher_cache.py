@@ -133,7 +133,9 @@ def compute_chunks(directory: str, examples: pipeline.Examples, data_cfg, *, see
   for done, (first, end) in enumerate(todo, 1):
     images = np.stack([pipeline.view_image(examples[i]['image'], data_cfg, seed=seed, index=i, view=view)
                        for i in range(first, end) for view in range(views)])
-    maps = _in_batches(teacher_map, images, batch_size)
+    # Fixed-size batches, the last one padded (one compiled program for all); this process alone computes them.
+    maps = np.concatenate([np.asarray(teacher_map(batch['image']))[batch['mask']]
+                           for batch in pipeline.eval_batches({'image': images}, batch_size, host=(0, 1))])
     maps = maps.reshape((end - first, views) + maps.shape[1:]).astype(np.float32)
     path = os.path.join(directory, _chunk_name(first, end))
     with open(f'{path}.tmp', 'wb') as f:
@@ -142,18 +144,6 @@ def compute_chunks(directory: str, examples: pipeline.Examples, data_cfg, *, see
     elapsed = time.time() - started
     logging.info('teacher cache: chunk %d of %d done, ETA %.0f s', done, len(todo),
                  elapsed / done * (len(todo) - done))
-
-
-def _in_batches(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int) -> np.ndarray:
-  """fn over fixed-size batches (the last one zero-padded, so that one compiled program serves them all)."""
-  out = []
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    real = len(batch)
-    if real < batch_size:
-      batch = np.concatenate([batch, np.zeros((batch_size - real,) + batch.shape[1:], batch.dtype)])
-    out.append(np.asarray(fn(batch))[:real])
-  return np.concatenate(out)
 
 
 def local_teacher_map(map_fn: Callable, teacher_vars) -> Callable[[np.ndarray], np.ndarray]:
