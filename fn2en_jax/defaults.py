@@ -24,8 +24,21 @@ def stage_config(**overrides) -> ml_collections.ConfigDict:
       grad_clip_norm=0.0,       # 0 disables clipping
       label_smoothing=0.0,
       log_every=50,
-      eval_every=500,
+      eval_every=500,           # steps between validation evaluations (config.data.validation)
       checkpoint_every=500,
+      # The same budget in epochs of this run's training set; > 0 wins over the step count beside it
+      # (fn2en_jax/train/budget.py), so that a recipe does not depend on the dataset's size.
+      num_epochs=0.0,
+      warmup_epochs=0.0,
+      eval_every_epochs=0.0,
+      checkpoint_every_epochs=0.0,
+      patience=0,               # stop after this many validation evaluations without a better one; 0 = never
+      # Fine-tuning a pretrained net under a fresh classifier (the face stage): for the first probe_steps only the
+      # classifier trains (a linear probe of the frozen features, the LP of LP-FT), then every layer does, with its
+      # own warmup and decay over the steps left. head_lr_scale multiplies the classifier's rate throughout.
+      probe_steps=0,
+      probe_epochs=0.0,
+      head_lr_scale=1.0,
   ))
   cfg.update(overrides)
   return cfg
@@ -41,10 +54,14 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       protocol='subject_folds',  # eval_split='' only. 'subject_folds': test = the subjects of fold `fold` of
                                 #   `num_folds` (folds.subject_folds); 'tfd_folds': TFD's official fold `fold`
                                 #   (num_folds=5; test = code 3)
-      tfd_valid_in_train=True,  # tfd_folds: train on code 1 and 2 (valid) rows; nothing here selects models on a
-                                #   validation set, so the valid rows would otherwise go unused
+      tfd_valid_in_train=True,  # tfd_folds: train on code 1 and 2 (valid) rows (model selection uses `validation`)
       fold=0,                   # -1 = every fold, each in <workdir>/fold_<i>, then kfold.md (fn2en_jax/kfold.py)
       num_folds=10,
+      # The fraction of the training subjects (of each fold) held out as validation subjects: every stage is
+      # evaluated on them every eval_every steps, its best checkpoint by them is kept, and only that one is
+      # evaluated on the test set, once, at the end. 0 = no validation set: the last step is reported, and nothing
+      # is evaluated before the end (a test set that is looked at during training ends up choosing).
+      validation=0.1,
       extra_train=(),           # 'name[/config]:split' entries appended to the training set, never tested on;
                                 #   their label names must equal the dataset's (e.g. ('fer2013:train',) for sfew)
       extra_manual_dir='',      # manual_dir of the extra_train datasets; '' = manual_dir
@@ -79,7 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.allow_changed = ''
 
   config.data = data_config()                       # the expression dataset
-  config.face_data = data_config(config='identities', holdout_every=10)  # face_pretrain only
+  config.face_data = data_config(config='identities', holdout_every=10, validation=0.0)  # face_pretrain only
 
   config.teacher = ml_collections.ConfigDict(dict(
       model='vgg_face', width=1.0, fc_dim=4096, dropout=0.5,

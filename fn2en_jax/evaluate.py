@@ -27,7 +27,7 @@ from tensorboard.util import tensor_util
 
 from fn2en_jax import errors, kfold, results
 from fn2en_jax.data import pipeline
-from fn2en_jax.stages import STAGES, Context
+from fn2en_jax.stages import STAGES, Context, budgeted
 from fn2en_jax.train import checkpoint, loop, parallel
 
 CONFIG_JSON = 'config.json'
@@ -140,16 +140,17 @@ def load_config(workdir: str):
 
 
 def finished_stages(config, workdir: str) -> list[str]:
-  return [s for s in config.stages if loop.is_finished(workdir, s, config[f'stage_{s}'].num_steps)]
+  """The stages of `config` (as `stages.budgeted` resolves it) that trained to their end in `workdir`."""
+  return [s for s in config.stages if loop.is_finished(workdir, s, config[f'stage_{s}'])]
 
 
 def restore_final(state, stage_dir: str):
-  """`state` with the parameters, BatchNorm statistics and step of the stage's final checkpoint (not its optimizer
-  state or data position, which evaluation does not need)."""
+  """`state` with the parameters, BatchNorm statistics and step of the net the stage trained (its chosen checkpoint;
+  not its optimizer state or data position, which evaluation does not need)."""
   subset = {'step': state.step, 'params': state.params}
   if state.batch_stats:
     subset['batch_stats'] = state.batch_stats
-  restored = checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), subset)
+  restored = checkpoint.restore_subset(checkpoint.trained_state_path(stage_dir), subset)
   return state.replace(step=restored['step'], params=restored['params'],
                        batch_stats=restored.get('batch_stats', state.batch_stats))
 
@@ -257,12 +258,13 @@ def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int =
   if unknown:
     raise errors.ConfigError(f'--stages: {unknown} are not stages of the run in {workdir}',
                              f'name some of {list(config.stages)}, or leave --stages out for all of them')
+  data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
+  config = budgeted(config, data_dir)
   stages = [s for s in finished_stages(config, workdir) if not stages or s in stages]
   if not stages:
     raise errors.WorkdirError(f'--workdir={workdir}: none of the stages {list(config.stages)} has its final '
                               'checkpoint', 'finish the run first: run the same fn2en_jax.main command again')
   mesh = mesh or parallel.make_mesh()
-  data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   staging = os.path.join(workdir, f'.{REPORT}.tmp')
   shutil.rmtree(staging, ignore_errors=True)
   os.makedirs(staging)

@@ -19,7 +19,7 @@ from fn2en_jax import errors, kfold, models, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
-from fn2en_jax.stages import STAGES, Context, order_errors
+from fn2en_jax.stages import STAGES, Context, budgeted, order_errors
 from fn2en_jax.train import loop, parallel, preemption, state
 
 SUMMARY = 'summary.json'
@@ -54,10 +54,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
       STAGES[name].validate(config)
 
 
+def with_budgets(config: ml_collections.ConfigDict, data_dir: str) -> ml_collections.ConfigDict:
+  """`config` with every stage's steps derived from its epochs on this run's training set, checked again (a
+  budget in epochs is only a number of steps once the fold's size is known)."""
+  trained = budgeted(config, data_dir)
+  for name in trained.stages:
+    state.validate(stage_config(trained, name), f'stage_{name}', jax.device_count())
+  return trained
+
+
 def run_stage(config: ml_collections.ConfigDict, name: str, workdir: str, mesh, data_dir: str) -> dict:
-  """Trains (or, when finished before, only evaluates) one stage; records its wall time on first completion."""
+  """Trains (or, when finished before, only evaluates) one stage of a `budgeted` config; records its wall time on
+  first completion."""
   hp = stage_config(config, name)
-  finished = loop.is_finished(workdir, name, hp.num_steps)
+  finished = loop.is_finished(workdir, name, hp)
   started = time.time()
   ctx = Context(name=name, workdir=workdir, data_dir=data_dir, mesh=mesh, seed=config.seed)
   summary = loop.run(STAGES[name].setup(config, ctx), workdir=workdir, mesh=mesh, seed=config.seed)
@@ -121,7 +131,8 @@ def run_fold(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]
   _write_config(config, workdir)
   data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   mesh = parallel.make_mesh()
-  summaries = {name: run_stage(config, name, workdir, mesh, data_dir) for name in config.stages}
+  trained = with_budgets(config, data_dir)
+  summaries = {name: run_stage(trained, name, workdir, mesh, data_dir) for name in config.stages}
   if jax.process_index() == 0:
     table = results.write_results(workdir, summaries, config.to_dict(), describe_test_set(config.data))
     print(f'\n{table}\n\nWritten to {os.path.join(workdir, "results.md")}', flush=True)
@@ -131,10 +142,11 @@ def run_fold(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]
 def pretrain_face_net(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Trains face_pretrain once for all folds (or finds it trained) and returns the exported face net's path."""
   output = os.path.join(workdir, kfold.FACE_NET)
-  finished = loop.is_finished(workdir, 'face_pretrain', config.stage_face_pretrain.num_steps)
+  data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
+  config = with_budgets(config, data_dir)
+  finished = loop.is_finished(workdir, 'face_pretrain', config.stage_face_pretrain)
   if finished and os.path.exists(os.path.join(output, face_nets.META)):
     return output
-  data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   mesh = parallel.make_mesh()
   run_stage(config, 'face_pretrain', workdir, mesh, data_dir)
   # Every process takes part: Orbax reads and writes are collective on multi-host runs.

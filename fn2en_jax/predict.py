@@ -227,14 +227,15 @@ def build_model(config: ml_collections.ConfigDict, stage: str, num_classes: int)
 
 
 def restore_variables(model, image_size: int, stage_dir: str) -> dict:
-  """The parameters and BatchNorm statistics of the newest checkpoint of `stage_dir` (not its optimizer state)."""
+  """The parameters and BatchNorm statistics of the net `stage_dir` trained (its chosen checkpoint; not its optimizer
+  state)."""
   images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
   shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), images)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = {c: jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), v)
             for c, v in shapes.items() if c in ('params', 'batch_stats') and v}
   try:
-    path = checkpoint.latest_state_path(stage_dir)
+    path = checkpoint.trained_state_path(stage_dir)
   except FileNotFoundError as e:
     raise errors.WorkdirError(f'{stage_dir}: no finished checkpoint', 'run that stage first, or pick another '
                               '--stage') from e

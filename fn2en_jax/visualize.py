@@ -193,11 +193,12 @@ def plot(nets: dict[str, dict], images: np.ndarray, path: str) -> None:
 # --- A workdir's nets -----------------------------------------------------------------------------------------------
 
 def load_variables(model, stage_dir: str, image_size: int) -> dict:
-  """The parameters and BatchNorm statistics of the final checkpoint in `stage_dir`, on this host's first device."""
+  """The parameters and BatchNorm statistics of the net `stage_dir` trained (its chosen checkpoint), on this host's first
+  device."""
   from fn2en_jax.train import checkpoint, parallel, state  # pylint: disable=g-import-not-at-top
   target = state.abstract_variables(model, image_size, parallel.make_mesh(jax.devices()[:1]))
   target = {c: v for c, v in target.items() if c in ('params', 'batch_stats') and v}
-  return checkpoint.restore_subset(checkpoint.latest_state_path(stage_dir), target)
+  return checkpoint.restore_subset(checkpoint.trained_state_path(stage_dir), target)
 
 
 def run_dir(workdir: str, fold: int) -> str:
@@ -215,13 +216,15 @@ def visualize(workdir: str, output: str, *, layer: str = 'pool5', teacher_layer:
   from fn2en_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from fn2en_jax.models import face_nets  # pylint: disable=g-import-not-at-top
   directory = run_dir(os.path.abspath(os.path.expanduser(workdir)), fold)
-  config = evaluate.load_config(directory)
+  from fn2en_jax.stages import budgeted  # pylint: disable=g-import-not-at-top
+  data_dir = os.path.abspath(os.path.expanduser(data_dir or evaluate.load_config(directory).data_dir))
+  config = budgeted(evaluate.load_config(directory), data_dir)
   teacher_layer = teacher_layer or config.teacher.tap
   for stage in (student_stage, teacher_stage):
     if stage not in evaluate.finished_stages(config, directory):
       raise errors.WorkdirError(f'{directory}: stage {stage!r} has no final checkpoint',
                                 'finish the run first (run the same fn2en_jax.main command again)')
-  _, test = pipeline.protocol_splits(config.data, os.path.abspath(os.path.expanduser(data_dir or config.data_dir)))
+  test = pipeline.splits(config.data, data_dir).test
   images = pipeline.eval_arrays(test, config.data)['image']
   size, num_classes = config.data.image_size, len(test.class_names)
   student = expnet.from_config(config, num_classes)

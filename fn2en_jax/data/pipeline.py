@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import grain
 import jax
@@ -55,6 +56,9 @@ def validate(data_cfg: ml_collections.ConfigDict, field: str) -> None:
                              f'set --config.{field}.crop_scale=1.125 (resize to 1.125x, crop the model input)')
   for entry in data_cfg.extra_train:
     parse_dataset_split(entry)
+  if not 0 <= data_cfg.get('validation', 0) < 1:
+    raise errors.ConfigError(f'config.{field}.validation must be in [0, 1) (a fraction of the training subjects), '
+                             f'got {data_cfg.validation}', f'set --config.{field}.validation=0.1, or 0 for none')
 
 
 def validate_protocol(data: ml_collections.ConfigDict) -> None:
@@ -81,9 +85,19 @@ def validate_protocol(data: ml_collections.ConfigDict) -> None:
                              f'set --config.data.num_folds={folds.TFD_NUM_FOLDS}')
 
 
-def protocol_splits(data: ml_collections.ConfigDict, data_dir: str) -> tuple['Examples', 'Examples']:
-  """(train, test) of the expression dataset by the config's protocol: an official eval split (SFEW's
-  validation), TFD's official fold, or a subject-disjoint fold; then `data.extra_train` is appended to train."""
+class Splits(NamedTuple):
+  """A fold's three disjoint parts. `validation` (subjects carved from the training subjects, or None) chooses
+  the checkpoint and the budget; `test` is evaluated once, on the chosen checkpoint, and chooses nothing."""
+  train: 'Examples'
+  validation: 'Examples | None'
+  test: 'Examples'
+
+
+def splits(data: ml_collections.ConfigDict, data_dir: str) -> Splits:
+  """The expression dataset split by the config's protocol into (train, test): an official eval split (SFEW's
+  validation), TFD's official fold, or a subject-disjoint fold; then `data.validation` of the training subjects
+  are held out as the validation set, and `data.extra_train` is appended to what is left to train on (the extra
+  data only ever trains)."""
   examples = load(data, data.split, data_dir=data_dir)
   if data.eval_split:
     train, test = examples, load(data, data.eval_split, data_dir=data_dir)
@@ -93,7 +107,25 @@ def protocol_splits(data: ml_collections.ConfigDict, data_dir: str) -> tuple['Ex
     train, test = leave_one_subject_out_split(examples, data.fold, data.num_folds)
   else:
     train, test = subject_split(examples, data.fold, data.num_folds)
-  return with_extra_train(train, data, data_dir=data_dir), test
+  validation = None
+  if data.validation:
+    train, validation = validation_split(train, data.validation)
+  return Splits(with_extra_train(train, data, data_dir=data_dir), validation, test)
+
+
+def validation_split(train: Examples, fraction: float) -> tuple[Examples, Examples]:
+  """(train, validation): `fraction` of the training subjects (at least one), evenly spaced in their sorted order,
+  become the validation subjects with all their examples. A function of the subject set alone, like the folds, so
+  every run of a fold holds out the same people, and no subject is in two parts."""
+  unique = np.asarray(sorted(set(train.subjects.tolist())))
+  count = max(1, int(round(fraction * len(unique))))
+  if count >= len(unique):
+    raise errors.ConfigError(f'config.data.validation={fraction} would hold out {count} of the {len(unique)} '
+                             'training subjects, leaving none to train on',
+                             'lower --config.data.validation (e.g. 0.1), or 0 for no validation set')
+  held_out = unique[np.round(np.arange(count) * len(unique) / count).astype(int)]
+  is_validation = np.isin(train.subjects, held_out)
+  return train.subset(np.flatnonzero(~is_validation)), train.subset(np.flatnonzero(is_validation))
 
 
 def load(data_cfg: ml_collections.ConfigDict, split: str, *, data_dir: str) -> Examples:

@@ -166,7 +166,7 @@ def export_trained(teacher: ml_collections.ConfigDict, stage_dir: str, output: s
   module = build(teacher, num_classes=1, dtype=dtype)
   variables = state.abstract_variables(module, input_size, mesh)
   pattern = classifier_pattern(teacher.model)
-  restored = checkpoint.restore_into(checkpoint.latest_state_path(stage_dir), variables, reinit=(pattern,),
+  restored = checkpoint.restore_into(checkpoint.trained_state_path(stage_dir), variables, reinit=(pattern,),
                                      skip=(pattern,))
   save(output, teacher.model, model_kwargs(teacher), without_classifier(teacher.model, restored)['params'],
        input_size, batch_stats=restored.get('batch_stats'))

@@ -15,7 +15,11 @@ import dataclasses
 import os
 
 import jax
+import ml_collections
 from jax.sharding import Mesh
+
+from fn2en_jax.data import pipeline
+from fn2en_jax.train import budget
 
 # Every stage's random stream is fold_in(key(seed), its position here): fixed, so that adding a stage or running a
 # subset of them never changes another stage's initialisation.
@@ -63,4 +67,23 @@ def order_errors(stages: tuple[str, ...]) -> list[str]:
     reads = STAGES[name].READS
     if reads in stages and stages.index(reads) > position:
       out.append(f'{name!r} reads the checkpoint of {reads!r}, so it must come after it')
+  return out
+
+
+def train_size(config: ml_collections.ConfigDict, name: str, data_dir: str) -> int:
+  """How many examples stage `name` trains on in this run (this fold, less its validation subjects)."""
+  module = STAGES[name]
+  if hasattr(module, 'train_examples'):  # a stage on other data than config.data (face_pretrain)
+    return len(module.train_examples(config, data_dir))
+  return len(pipeline.splits(config.data, data_dir).train)
+
+
+def budgeted(config: ml_collections.ConfigDict, data_dir: str) -> ml_collections.ConfigDict:
+  """`config` with each listed stage's step counts derived from its epoch counts (train/budget.py), on this run's
+  own training set: what the stages, and the checks of whether one has finished, read."""
+  out = config.copy_and_resolve_references()
+  for name in out.stages:
+    field = f'stage_{name}'
+    if any(out[field].get(epochs, 0) > 0 for epochs in budget.EPOCH_FIELDS.values()):
+      out[field] = budget.resolve(out[field], train_size(out, name, data_dir))
   return out

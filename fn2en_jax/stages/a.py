@@ -69,6 +69,10 @@ def eval_step(state, batch, teacher_vars, *, teacher, tap, p, reduction):
   return {'loss': per_example, 'mask': batch['mask']}
 
 
+# The student's map closest to the teacher's on the validation faces: the objective of this stage, eq. 3.
+SELECTION = loop.Selection(metric='lp_loss', mode='min')
+
+
 def summarize(outputs: dict) -> dict:
   keep = outputs['mask'].astype(bool)
   return {'lp_loss': float(outputs['loss'][keep].mean())}
@@ -78,12 +82,13 @@ def load_teacher(config, ctx: Context, num_classes: int):
   """The fine-tuned face net of this workdir's `face` stage, replicated on the mesh: (module, variables)."""
   teacher = face_nets.build(config.teacher, num_classes, models.dtype(config), parallel.AXIS)
   variables = state.abstract_variables(teacher, config.data.image_size, ctx.mesh)
-  return teacher, checkpoint.restore_into(checkpoint.latest_state_path(ctx.dir_of(READS)), variables,
+  return teacher, checkpoint.restore_into(checkpoint.trained_state_path(ctx.dir_of(READS)), variables,
                                           name='teacher')
 
 
 def setup(config, ctx: Context):
-  train, test = pipeline.protocol_splits(config.data, ctx.data_dir)
+  splits = pipeline.splits(config.data, ctx.data_dir)
+  train = splits.train
   teacher, teacher_vars = load_teacher(config, ctx, len(train.class_names))
   tap = config.teacher.tap
   size = config.data.image_size
@@ -99,13 +104,14 @@ def setup(config, ctx: Context):
   initial = state.create_state(student, variables, config.stage_a, ctx.rng, tap='adapter')
   hp = dict(teacher=teacher, tap=tap, p=config.stage_a.p, reduction=config.stage_a.reduction)
   targets = None
-  if config.stage_a.cache_teacher and not loop.is_finished(ctx.workdir, NAME, config.stage_a.num_steps):
+  if config.stage_a.cache_teacher and not loop.is_finished(ctx.workdir, NAME, config.stage_a):
     map_size = jax.eval_shape(functools.partial(student.apply, train=False, tap='adapter'), variables,
                               jnp.zeros((1, size, size, 3))).shape[1:3]
     targets = cached_targets(config, ctx, train, teacher, teacher_vars, map_size)
   return loop.Stage(
       name=NAME, state=parallel.replicate(initial, ctx.mesh), aux=teacher_vars,
-      hparams=config.stage_a, data_cfg=config.data, train_examples=train, eval_examples=test,
+      hparams=config.stage_a, data_cfg=config.data, train_examples=train, validation_examples=splits.validation,
+      eval_examples=splits.test, selection=SELECTION,
       train_step=functools.partial(train_step, **hp), eval_step=functools.partial(eval_step, **hp),
       summarize=summarize, views=config.stage_a.views, targets=targets)
 

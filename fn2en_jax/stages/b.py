@@ -18,11 +18,11 @@ LEFT_BEHIND = ('/adapter/',)   # stage a's 1x1 adapter to the teacher's channels
 
 
 def setup(config, ctx: Context):
-  train, test = pipeline.protocol_splits(config.data, ctx.data_dir)
-  model = expnet.from_config(config, len(train.class_names), axis_name=parallel.AXIS)
+  splits = pipeline.splits(config.data, ctx.data_dir)
+  model = expnet.from_config(config, len(splits.train.class_names), axis_name=parallel.AXIS)
   fresh = state.init_variables(model, ctx.rng, config.data.image_size)
-  variables = checkpoint.restore_into(checkpoint.latest_state_path(ctx.dir_of(READS)), fresh, reinit=FRESH,
+  variables = checkpoint.restore_into(checkpoint.trained_state_path(ctx.dir_of(READS)), fresh, reinit=FRESH,
                                       skip=LEFT_BEHIND, name='stage-a trunk')
-  initial = state.create_state(model, variables, config.stage_b, ctx.rng)
-  return classification.stage(NAME, state=initial, stage_cfg=config.stage_b, data_cfg=config.data, train=train,
-                              test=test, mesh=ctx.mesh)
+  initial = state.create_state(model, variables, config.stage_b, ctx.rng, head=FRESH[0])
+  return classification.stage(NAME, state=initial, stage_cfg=config.stage_b, data_cfg=config.data, splits=splits,
+                              mesh=ctx.mesh)

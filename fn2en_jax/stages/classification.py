@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from jax import lax
 
 from fn2en_jax import losses, results
@@ -39,22 +40,30 @@ def train_step(state: TrainState, batch: dict, aux: Any, *, label_smoothing: flo
   return state.apply_gradients(grads, batch_stats), lax.pmean(metrics, parallel.AXIS)
 
 
+# Checkpoints are ranked by validation accuracy, equal accuracies by the validation cross-entropy: on a few hundred
+# faces accuracy moves in steps of a face or two, and the loss separates states that classify as many.
+SELECTION = loop.Selection(metric='accuracy', mode='max', tiebreak='loss')
+
+
 def eval_step(state: TrainState, batch: dict, aux: Any) -> dict:
   del aux
-  logits = state.apply_fn(state.variables, batch['image'], train=False)
-  return {'prediction': jnp.argmax(logits, -1).astype(jnp.int32), 'label': batch['label'], 'mask': batch['mask']}
+  logits = state.apply_fn(state.variables, batch['image'], train=False).astype(jnp.float32)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+  return {'prediction': jnp.argmax(logits, -1).astype(jnp.int32), 'label': batch['label'], 'loss': loss,
+          'mask': batch['mask']}
 
 
 def summarize(outputs: dict[str, np.ndarray], class_names) -> dict:
   keep = outputs['mask'].astype(bool)
-  return results.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
+  report = results.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
+  return {**report, 'loss': float(outputs['loss'][keep].mean())}
 
 
 def stage(name: str, *, state: TrainState, stage_cfg: ml_collections.ConfigDict,
-          data_cfg: ml_collections.ConfigDict, train: pipeline.Examples, test: pipeline.Examples,
-          mesh) -> loop.Stage:
+          data_cfg: ml_collections.ConfigDict, splits: pipeline.Splits, mesh) -> loop.Stage:
   return loop.Stage(
       name=name, state=parallel.replicate(state, mesh), aux=None, hparams=stage_cfg, data_cfg=data_cfg,
-      train_examples=train, eval_examples=test,
+      train_examples=splits.train, validation_examples=splits.validation, eval_examples=splits.test,
+      selection=SELECTION,
       train_step=functools.partial(train_step, label_smoothing=stage_cfg.label_smoothing), eval_step=eval_step,
-      summarize=functools.partial(summarize, class_names=train.class_names))
+      summarize=functools.partial(summarize, class_names=splits.train.class_names))

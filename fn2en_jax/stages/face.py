@@ -31,16 +31,16 @@ def validate(config) -> None:
 def pretrained_path(config, ctx: Context) -> str:
   if config.teacher.init:
     return os.path.join(config.teacher.init, face_nets.PARAMS)
-  return checkpoint.latest_state_path(ctx.dir_of(READS))
+  return checkpoint.trained_state_path(ctx.dir_of(READS))
 
 
 def setup(config, ctx: Context):
-  train, test = pipeline.protocol_splits(config.data, ctx.data_dir)
-  model = face_nets.build(config.teacher, len(train.class_names), models.dtype(config), parallel.AXIS)
+  splits = pipeline.splits(config.data, ctx.data_dir)
+  model = face_nets.build(config.teacher, len(splits.train.class_names), models.dtype(config), parallel.AXIS)
   fresh = state.init_variables(model, ctx.rng, config.data.image_size)
   classifier = face_nets.classifier_pattern(config.teacher.model)
   variables = checkpoint.restore_into(pretrained_path(config, ctx), fresh, reinit=(classifier,), skip=(classifier,),
                                       name='face net')
-  initial = state.create_state(model, variables, config.stage_face, ctx.rng)
-  return classification.stage(NAME, state=initial, stage_cfg=config.stage_face, data_cfg=config.data, train=train,
-                              test=test, mesh=ctx.mesh)
+  initial = state.create_state(model, variables, config.stage_face, ctx.rng, head=classifier)
+  return classification.stage(NAME, state=initial, stage_cfg=config.stage_face, data_cfg=config.data, splits=splits,
+                              mesh=ctx.mesh)

@@ -32,11 +32,23 @@ def validate(config) -> None:
   pipeline.validate(config.face_data, 'face_data')
 
 
+def _split(config, data_dir: str):
+  examples = pipeline.load(config.face_data, config.face_data.split, data_dir=data_dir)
+  return pipeline.holdout_split(examples, config.face_data.holdout_every)
+
+
+def train_examples(config, data_dir: str) -> pipeline.Examples:
+  """What this stage trains on (config.face_data, not config.data): its budget in epochs counts these."""
+  return _split(config, data_dir)[0]
+
+
 def setup(config, ctx: Context):
-  examples = pipeline.load(config.face_data, config.face_data.split, data_dir=ctx.data_dir)
-  train, test = pipeline.holdout_split(examples, config.face_data.holdout_every)
-  model = face_nets.build(config.teacher, len(examples.class_names), models.dtype(config), parallel.AXIS)
+  train, held_out = _split(config, ctx.data_dir)
+  # Identity data has no test fold of the expression benchmark to protect: the held-out images of the training
+  # identities choose the checkpoint and are also what its summary reports.
+  splits = pipeline.Splits(train, held_out, held_out)
+  model = face_nets.build(config.teacher, len(train.class_names), models.dtype(config), parallel.AXIS)
   variables = state.init_variables(model, ctx.rng, config.face_data.image_size)
   initial = state.create_state(model, variables, config.stage_face_pretrain, ctx.rng)
   return classification.stage(NAME, state=initial, stage_cfg=config.stage_face_pretrain, data_cfg=config.face_data,
-                              train=train, test=test, mesh=ctx.mesh)
+                              splits=splits, mesh=ctx.mesh)

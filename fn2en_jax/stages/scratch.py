@@ -12,9 +12,9 @@ READS = None
 
 
 def setup(config, ctx: Context):
-  train, test = pipeline.protocol_splits(config.data, ctx.data_dir)
-  model = expnet.from_config(config, len(train.class_names), axis_name=parallel.AXIS)
+  splits = pipeline.splits(config.data, ctx.data_dir)
+  model = expnet.from_config(config, len(splits.train.class_names), axis_name=parallel.AXIS)
   variables = state.init_variables(model, ctx.rng, config.data.image_size)
   initial = state.create_state(model, variables, config.stage_scratch, ctx.rng)
   return classification.stage(NAME, state=initial, stage_cfg=config.stage_scratch, data_cfg=config.data,
-                              train=train, test=test, mesh=ctx.mesh)
+                              splits=splits, mesh=ctx.mesh)

@@ -35,6 +35,50 @@ def restore(mngr: ocp.CheckpointManager, state: TrainState, data_iterator, step:
   return flax.serialization.from_state_dict(state, restored.state)
 
 
+# The stage's best state by its validation set (train/loop.py), with its step and validation summary.
+BEST = 'best'
+
+
+def best_manager(stage_dir: str) -> ocp.CheckpointManager:
+  """One checkpoint, `<stage_dir>/best/<step>/`: the 'state' and its 'selection' record (step, validation summary),
+  saved together so that a kill can never pair a state with another step's record."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(stage_dir), BEST), options=options,
+                               item_names=('state', 'selection'))
+
+
+def save_best(mngr: ocp.CheckpointManager, state: TrainState, record: dict) -> None:
+  mngr.save(record['step'], args=ocp.args.Composite(
+      state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)), selection=ocp.args.JsonSave(record)))
+
+
+def best_record(stage_dir: str) -> dict | None:
+  """{'step', 'summary'} of the stage's best checkpoint, or None if it has none."""
+  directory = os.path.join(os.path.abspath(stage_dir), BEST)
+  if not os.path.isdir(directory):
+    return None
+  mngr = ocp.CheckpointManager(directory, item_names=('state', 'selection'))
+  step = mngr.latest_step()
+  record = None if step is None else mngr.restore(
+      step, args=ocp.args.Composite(selection=ocp.args.JsonRestore())).selection
+  mngr.close()
+  return record
+
+
+def restore_best(mngr: ocp.CheckpointManager, state: TrainState, step: int) -> TrainState:
+  target = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(state))
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  return flax.serialization.from_state_dict(state, restored.state)
+
+
+def trained_state_path(stage_dir: str) -> str:
+  """The 'state' item of the net a stage trained: its best checkpoint on the validation set when it kept one,
+  else its newest. What the next stage reads, and what evaluate, predict, visualize and export use."""
+  if best_record(stage_dir) is not None:
+    return latest_state_path(os.path.join(stage_dir, BEST))
+  return latest_state_path(stage_dir)
+
+
 def latest_state_path(stage_dir: str) -> str:
   """The 'state' item of the newest finished step of a stage directory."""
   mngr = ocp.CheckpointManager(os.path.abspath(stage_dir), item_names=('state', 'data'))

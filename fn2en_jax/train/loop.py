@@ -1,6 +1,10 @@
-"""The generic training loop every stage runs: steps, evaluation, metrics, checkpoints and progress.
+"""The generic training loop every stage runs: steps, model selection, metrics, checkpoints and progress.
 
-It knows nothing of the stage it runs: a `Stage` brings its state, its pure per-replica steps and its data.
+It knows nothing of the stage it runs: a `Stage` brings its state, its pure per-replica steps, its data and how its
+checkpoints are ranked (`Selection`). Every `eval_every` steps the stage is evaluated on its validation set (held-out
+training subjects), and the best state by that ranking is kept in `<stage>/best/`; at the end that state, and only
+it, is evaluated on the test set, once. The test set never chooses anything: no number of it exists before the end.
+Without a validation set the last step is reported.
 """
 
 from __future__ import annotations
@@ -20,6 +24,23 @@ from fn2en_jax.data import pipeline
 from fn2en_jax.train import checkpoint, parallel, preemption
 from fn2en_jax.train.state import TrainState
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """How a stage's checkpoints are ranked on the validation set: by `metric` of its summary, best at `mode`
+  ('max' or 'min'); equal values are ranked by `tiebreak` (smaller is better: a loss), then the earlier step wins."""
+  metric: str
+  mode: str = 'max'
+  tiebreak: str = ''
+
+  def key(self, summary: dict) -> tuple:
+    """Larger is better."""
+    value = summary[self.metric] if self.mode == 'max' else -summary[self.metric]
+    return (value, -summary[self.tiebreak]) if self.tiebreak else (value,)
+
+  def describe(self) -> str:
+    return f'the best validation {self.metric} ({self.mode})'
+
+
 @dataclasses.dataclass
 class Stage:
   name: str
@@ -28,7 +49,9 @@ class Stage:
   hparams: ml_collections.ConfigDict
   data_cfg: ml_collections.ConfigDict
   train_examples: pipeline.Examples
-  eval_examples: pipeline.Examples
+  validation_examples: pipeline.Examples | None  # chooses the reported checkpoint; None: the last step is reported
+  eval_examples: pipeline.Examples  # the test set: evaluated once, at the end, on the chosen checkpoint
+  selection: Selection
   train_step: Callable              # (state, batch, aux) -> (state, metrics), per replica
   eval_step: Callable               # (state, batch, aux) -> per-example outputs, per replica
   summarize: Callable               # host outputs of the whole eval set -> metrics dict
@@ -41,15 +64,26 @@ def itstime(step: int, every: int, num_steps: int) -> bool:
   return step % every == 0 or step == num_steps
 
 
-def is_finished(workdir: str, name: str, num_steps: int) -> bool:
-  """Whether the stage's final checkpoint exists."""
+def evaluations_since(best_step: int, step: int, hp: ml_collections.ConfigDict) -> int:
+  """How many validation evaluations after `best_step` up to `step` found nothing better."""
+  return step // hp.eval_every - best_step // hp.eval_every
+
+
+def stopped_early(best: dict | None, step: int | None, hp: ml_collections.ConfigDict) -> bool:
+  """Whether `hp.patience` evaluations in a row, up to `step`, found nothing better than `best`: the stage ends
+  there (early stopping; patience 0 never stops)."""
+  return bool(hp.patience and best and step) and evaluations_since(best['step'], step, hp) >= hp.patience
+
+
+def is_finished(workdir: str, name: str, hp: ml_collections.ConfigDict) -> bool:
+  """Whether the stage trained to its end: its final step, or the step where early stopping ended it."""
   stage_dir = os.path.join(workdir, name)
   if not os.path.isdir(stage_dir):
     return False
   mngr = checkpoint.manager(stage_dir)
-  done = mngr.latest_step() == num_steps
+  latest = mngr.latest_step()
   mngr.close()
-  return done
+  return latest == hp.num_steps or stopped_early(checkpoint.best_record(stage_dir), latest, hp)
 
 
 def _evaluate(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict:
@@ -102,10 +136,13 @@ def _warn_on_recompiles(name: str, **jitted) -> None:
 
 
 def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
-  """Trains `stage` to `hparams.num_steps` (resuming from its newest checkpoint) and returns its final summary."""
+  """Trains `stage` to `hparams.num_steps` or until early stopping (resuming from its newest checkpoint), and
+  returns the test summary of its chosen checkpoint (`selected_step`, `selected_by` and, with a validation set,
+  `validation`: that checkpoint's validation summary)."""
   hp = stage.hparams
   stage_dir = os.path.join(workdir, stage.name)
   mngr = checkpoint.manager(stage_dir)
+  best_mngr = checkpoint.best_manager(stage_dir) if stage.validation_examples is not None else None
   data_iter = pipeline.train_iterator(stage.train_examples, stage.data_cfg, global_batch_size=hp.batch_size,
                                       seed=seed, views=stage.views, targets=stage.targets)
   state = stage.state
@@ -113,23 +150,28 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   if start:
     state = checkpoint.restore(mngr, state, data_iter, start)
     logging.info('%s: resumed from step %d of %d', stage.name, start, hp.num_steps)
+  best = checkpoint.best_record(stage_dir) if best_mngr else None
+  done = start >= hp.num_steps or stopped_early(best, start, hp)
   train_step = parallel.data_parallel_step(stage.train_step, mesh)
   eval_step = parallel.data_parallel_eval(stage.eval_step, mesh)
-  eval_arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
+  validation = pipeline.eval_arrays(stage.validation_examples, stage.data_cfg) if best_mngr else None
 
   writer = metric_writers.create_default_writer(os.path.join(stage_dir, 'tensorboard'),
                                                 just_logging=jax.process_index() > 0)
-  if start < hp.num_steps:
+  if not done:
     parameter_overview.log_parameter_overview(state.params)
     writer.write_hparams({k: v for k, v in hp.to_dict().items() if isinstance(v, (int, float, str, bool))})
-    logging.info('%s: %d train / %d eval examples, %d steps of batch %d', stage.name, len(stage.train_examples),
+    logging.info('%s: %d train / %s validation / %d test examples, %d steps of batch %d', stage.name,
+                 len(stage.train_examples), len(stage.validation_examples) if best_mngr else 'no',
                  len(stage.eval_examples), hp.num_steps, hp.batch_size)
   progress = periodic_actions.ReportProgress(num_train_steps=hp.num_steps, writer=writer, every_secs=10)
 
-  history, unchecked, summary = [], [], None
+  history, unchecked = [], []
+  step = start
   preemption.watch()
   try:
-    for step in range(start + 1, hp.num_steps + 1):
+    while not done:
+      step += 1
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, step_metrics = train_step(state, parallel.shard_batch(next(data_iter), mesh), stage.aux)
       # At most one step queued behind the running one: enough to hide the dispatch, and it bounds what waits in
@@ -144,15 +186,23 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
         means = _average(history)
         history = []
         writer.write_scalars(step, {f'train/{k}': v for k, v in means.items()})
-      if itstime(step, hp.eval_every, hp.num_steps):
-        summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
-        writer.write_scalars(step, {f'eval/{k}': v for k, v in _scalars(summary).items()})
-        logging.info('%s step %d: %s', stage.name, step, _scalars(summary))
-      saved = itstime(step, hp.checkpoint_every, hp.num_steps)
+      if best_mngr and itstime(step, hp.eval_every, hp.num_steps):
+        summary = _evaluate(stage, state, eval_step, validation, mesh)
+        writer.write_scalars(step, {f'validation/{k}': v for k, v in _scalars(summary).items()})
+        logging.info('%s step %d, validation: %s', stage.name, step, _scalars(summary))
+        if best is None or stage.selection.key(summary) > stage.selection.key(best['summary']):
+          _raise_if_diverged(stage, unchecked, mngr, stage_dir)  # a diverged state is never kept
+          best = {'step': step, 'summary': _scalars(summary)}
+          checkpoint.save_best(best_mngr, state, best)
+      done = step >= hp.num_steps or stopped_early(best, step, hp)
+      saved = itstime(step, hp.checkpoint_every, hp.num_steps) or done
       if saved:
         _raise_if_diverged(stage, unchecked, mngr, stage_dir)  # a diverged state is never saved
         checkpoint.save(mngr, state, data_iter)
-      if preemption.reached(mngr, step) and step < hp.num_steps:
+      if step < hp.num_steps and done:
+        logging.info('%s: stopped early at step %d: %d evaluations without a better validation %s than step %d',
+                     stage.name, step, hp.patience, stage.selection.metric, best['step'])
+      if preemption.reached(mngr, step) and not done:
         if not saved:
           _raise_if_diverged(stage, unchecked, mngr, stage_dir)
           checkpoint.save(mngr, state, data_iter)
@@ -160,11 +210,22 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
         raise errors.Preempted(f'{stage.name}: stopped by SIGTERM after step {step} of {hp.num_steps}; its checkpoint '
                                f'is saved in {stage_dir}', 'run the same command again: it resumes from there')
     mngr.wait_until_finished()
+    if best_mngr and best:
+      best_mngr.wait_until_finished()
+      state = checkpoint.restore_best(best_mngr, state, best['step'])
+      chosen = {'selected_step': best['step'], 'selected_by': stage.selection.describe(),
+                'validation': best['summary']}
+    else:
+      chosen = {'selected_step': step, 'selected_by': 'the last step (no validation set)'}
+    # The test set's one evaluation, on the chosen state.
+    summary = _evaluate(stage, state, eval_step, pipeline.eval_arrays(stage.eval_examples, stage.data_cfg), mesh)
+    writer.write_scalars(step, {f'test/{k}': v for k, v in _scalars(summary).items()})
   finally:
     mngr.close()
+    if best_mngr:
+      best_mngr.close()
     writer.flush()
   _warn_on_recompiles(stage.name, train_step=train_step, eval_step=eval_step)
-
-  if summary is None:  # nothing left to train: the stage was finished by an earlier run
-    summary = _evaluate(stage, state, eval_step, eval_arrays, mesh)
-  return summary
+  logging.info('%s: test %s at step %d, chosen by %s', stage.name, _scalars(summary), chosen['selected_step'],
+               chosen['selected_by'])
+  return {**summary, **chosen}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Callable
 
 import flax
@@ -12,7 +13,7 @@ import ml_collections
 import optax
 
 from fn2en_jax import errors
-from fn2en_jax.train import parallel
+from fn2en_jax.train import budget, parallel
 
 
 @flax.struct.dataclass
@@ -47,10 +48,10 @@ def _main_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
   return optax.constant_schedule(cfg.learning_rate)
 
 
-def learning_rate_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
-  """cosine (with linear warmup), step (x`decay_factor` at each of `decay_steps`) or constant; `validate` has
-  checked the name."""
-  lr, warmup, total = cfg.learning_rate, cfg.warmup_steps, cfg.num_steps
+def learning_rate_schedule(cfg: ml_collections.ConfigDict, num_steps: int | None = None) -> optax.Schedule:
+  """cosine (with linear warmup), step (x`decay_factor` at each of `decay_steps`) or constant over `num_steps`
+  (default: the stage's); `validate` has checked the name."""
+  lr, warmup, total = cfg.learning_rate, cfg.warmup_steps, num_steps or cfg.num_steps
   if cfg.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
   main = _main_schedule(cfg)
@@ -64,14 +65,39 @@ def decay_mask(params) -> Any:
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """SGD (momentum, Nesterov, decoupled weight decay on kernels) or AdamW; `validate` has checked the name."""
-  schedule = learning_rate_schedule(cfg)
+def _optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
   if cfg.optimizer == 'sgd':
-    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
-                     optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
+                       optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
+  return optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
+
+
+def head_labels(head: str):
+  """Labels each parameter 'head' (its flat key 'params/...' matches the regex `head`) or 'trunk'."""
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: 'head' if re.search(head, 'params/' + jax.tree_util.keystr(path, simple=True, separator='/'))
+        else 'trunk', params)
+  return labels
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, head: str = '') -> optax.GradientTransformation:
+  """SGD (momentum, Nesterov, decoupled weight decay on kernels) or AdamW; `validate` has checked the name.
+
+  `head` (a regex of the classifier's flat keys) lets the classifier and the rest follow different rates: the
+  classifier `head_lr_scale` times the stage's schedule, and the trunk the stage's schedule started only after
+  `probe_steps` (LP-FT: a fresh classifier fitted to the frozen features first, so that its first, large and
+  random gradients do not reach the pretrained layers)."""
+  schedule = learning_rate_schedule(cfg)
+  probe, scale = cfg.get('probe_steps', 0), cfg.get('head_lr_scale', 1.0)
+  if head and (probe or scale != 1.0):
+    trunk = learning_rate_schedule(cfg, num_steps=cfg.num_steps - probe)
+    tx = optax.multi_transform(
+        {'head': _optimizer(cfg, lambda count: scale * schedule(count)),
+         'trunk': _optimizer(cfg, lambda count: jnp.where(count < probe, 0.0, trunk(count - probe)))},
+        head_labels(head))
   else:
-    tx = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
+    tx = _optimizer(cfg, schedule)
   if cfg.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
   return tx
@@ -84,6 +110,7 @@ LOOP_FIELDS = ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint
 
 def validate(cfg: ml_collections.ConfigDict, field: str, num_devices: int) -> None:
   """Checks one stage's section (`field`, e.g. 'stage_a') before anything runs."""
+  budget.validate(cfg, field)
   for name in LOOP_FIELDS:
     if cfg[name] < 1:
       raise errors.ConfigError(f'config.{field}.{name} must be >= 1, got {cfg[name]}',
@@ -91,6 +118,13 @@ def validate(cfg: ml_collections.ConfigDict, field: str, num_devices: int) -> No
   if cfg.batch_size % num_devices:
     raise errors.ConfigError(f'config.{field}.batch_size={cfg.batch_size} must be divisible by the {num_devices} '
                              'devices', f'set --config.{field}.batch_size to a multiple of {num_devices}')
+  if not 0 <= cfg.get('probe_steps', 0) < cfg.num_steps:
+    raise errors.ConfigError(f'config.{field}.probe_steps={cfg.probe_steps} must be in [0, num_steps={cfg.num_steps})'
+                             ' (the classifier alone trains first, then every layer)',
+                             f'lower --config.{field}.probe_epochs or probe_steps')
+  if cfg.get('head_lr_scale', 1.0) <= 0 or cfg.get('patience', 0) < 0:
+    raise errors.ConfigError(f'config.{field}: head_lr_scale must be > 0 and patience >= 0, got '
+                             f'{cfg.head_lr_scale} and {cfg.patience}', f'fix --config.{field}.head_lr_scale/patience')
   for name, allowed in (('schedule', SCHEDULES), ('optimizer', OPTIMIZERS)):
     if cfg[name] not in allowed:
       raise errors.ConfigError(f'config.{field}.{name} must be one of {list(allowed)}, got {cfg[name]!r}',
@@ -115,8 +149,9 @@ def abstract_variables(model, image_size: int, mesh, **kwargs) -> dict:
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
-def create_state(model, variables: dict, stage_cfg: ml_collections.ConfigDict, rng: jax.Array,
+def create_state(model, variables: dict, stage_cfg: ml_collections.ConfigDict, rng: jax.Array, head: str = '',
                  **apply_kwargs) -> TrainState:
+  """`head`: the regex of the classifier's parameters, for make_optimizer's LP-FT and head rate ('' = one rate)."""
   return TrainState.create(apply_fn=functools.partial(model.apply, **apply_kwargs), params=variables['params'],
-                           batch_stats=variables.get('batch_stats', {}), tx=make_optimizer(stage_cfg),
+                           batch_stats=variables.get('batch_stats', {}), tx=make_optimizer(stage_cfg, head),
                            rng=jax.random.key_data(rng))
