@@ -16,6 +16,6 @@ from fn2en_jax import recipe
 
 
 def get_config():
-  config = recipe.get_config(train_size=1177, name='ck_plus', config='8class', num_folds=10)
+  config = recipe.get_config(name='ck_plus', config='8class', num_folds=10)
   config.paper = dict(scratch=88.7, face=89.9, fn2en=96.8)
   return config

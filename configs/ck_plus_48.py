@@ -16,6 +16,6 @@ from fn2en_jax import recipe
 
 
 def get_config():
-  config = recipe.get_config(train_size=883, name='ck_plus_48', config='', num_folds=10)
+  config = recipe.get_config(name='ck_plus_48', config='', num_folds=10)
   config.paper = {}
   return config

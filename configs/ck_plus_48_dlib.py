@@ -56,23 +56,17 @@ import ml_collections
 from fn2en_jax import recipe
 from fn2en_jax.data.builders import image_folder
 
-# Examples in one fold's training part (981 faces less one tenth of the subjects; 882 in fold 0).
-TRAIN_SIZE = 882
-STEPS = {'face': 32, 'a': 162, 'b': 108, 'scratch': 270}
+EPOCHS = {'face': 20, 'a': 40, 'b': 30, 'scratch': 60}
 VIEWS = 4  # fixed augmentation views per face whose teacher maps stage a caches
 
 
 def get_config():
-  config = recipe.get_config(train_size=TRAIN_SIZE, name='image_folder', config='', num_folds=10)
+  config = recipe.get_config(epochs=EPOCHS, name='image_folder', config='', num_folds=10)
   config.data.image_size = 80
   config.data.builder_options = ml_collections.ConfigDict(dict(
       image_size=48, alignment='none', margin=0.2, subject_regex=image_folder.DEFAULT_SUBJECT_REGEX, classes=''))
   config.teacher.update(dict(model='dlib_resnet', tap='res4'))
   config.student.widths = (16, 32, 64, 128, 128)
-  for stage, num_steps in STEPS.items():
-    config[f'stage_{stage}'].update(dict(num_steps=num_steps, warmup_steps=max(num_steps // 10, 1),
-                                         eval_every=num_steps, checkpoint_every=num_steps))
   config.stage_a.update(dict(cache_teacher=True, views=VIEWS))
-  config.stage_b.learning_rate = 1e-2
   config.paper = {}
   return config

@@ -15,6 +15,6 @@ from fn2en_jax import recipe
 
 
 def get_config():
-  config = recipe.get_config(train_size=834, name='ck_plus', config='6class', num_folds=10)
+  config = recipe.get_config(name='ck_plus', config='6class', num_folds=10)
   config.paper = dict(fn2en=98.6)
   return config

@@ -17,7 +17,7 @@ from fn2en_jax import recipe
 
 
 def get_config():
-  config = recipe.get_config(train_size=1177, name='ck_plus', config='8class', num_folds=10)
+  config = recipe.get_config(name='ck_plus', config='8class', num_folds=10)
   config.data.image_size = 150
   config.teacher.update(dict(model='dlib_resnet', tap='res4'))
   return config

@@ -29,7 +29,7 @@ from fn2en_jax.data.builders import image_folder
 
 
 def get_config():
-  config = recipe.get_config(train_size=1000, name='image_folder', config='', num_folds=10)
+  config = recipe.get_config(name='image_folder', config='', num_folds=10)
   config.data.image_size = 150
   # Every option present, so that each can be set from the command line.
   config.data.builder_options = ml_collections.ConfigDict(dict(

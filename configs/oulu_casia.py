@@ -16,6 +16,6 @@ from fn2en_jax import recipe
 
 
 def get_config():
-  config = recipe.get_config(train_size=1296, name='oulu_casia', config='vl_strong', num_folds=10)
+  config = recipe.get_config(name='oulu_casia', config='vl_strong', num_folds=10)
   config.paper = dict(scratch=76.87, face=83.26, fn2en=87.71)
   return config

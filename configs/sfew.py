@@ -19,6 +19,6 @@ from fn2en_jax import recipe
 
 
 def get_config():
-  config = recipe.get_config(train_size=958, name='sfew', config='', eval_split='validation')
+  config = recipe.get_config(name='sfew', config='', eval_split='validation')
   config.paper = dict(scratch=39.55, face=41.23, fn2en=48.19)
   return config

@@ -21,7 +21,7 @@ from fn2en_jax import recipe
 
 
 def get_config():
-  config = recipe.get_config(train_size=958 + 28709, epochs=dict(face=3, a=5, b=4, scratch=6), name='sfew',
+  config = recipe.get_config(epochs=dict(face=3, a=5, b=4, scratch=6), name='sfew',
                              config='', eval_split='validation', extra_train=('fer2013:train',))
   config.paper = dict(fn2en=55.15)
   return config

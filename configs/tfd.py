@@ -17,6 +17,6 @@ from fn2en_jax import recipe
 
 def get_config():
   # ~4178 labelled faces; a fold trains on about 80% of them (train + valid).
-  config = recipe.get_config(train_size=3340, name='tfd', config='96x96', protocol='tfd_folds', num_folds=5)
+  config = recipe.get_config(name='tfd', config='96x96', protocol='tfd_folds', num_folds=5)
   config.paper = dict(scratch=82.5, face=86.7, fn2en=88.9)
   return config

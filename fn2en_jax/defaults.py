@@ -33,12 +33,7 @@ def stage_config(**overrides) -> ml_collections.ConfigDict:
       eval_every_epochs=0.0,
       checkpoint_every_epochs=0.0,
       patience=0,               # stop after this many validation evaluations without a better one; 0 = never
-      # Fine-tuning a pretrained net under a fresh classifier (the face stage): for the first probe_steps only the
-      # classifier trains (a linear probe of the frozen features, the LP of LP-FT), then every layer does, with its
-      # own warmup and decay over the steps left. head_lr_scale multiplies the classifier's rate throughout.
-      probe_steps=0,
-      probe_epochs=0.0,
-      head_lr_scale=1.0,
+      head_lr_scale=1.0,        # face and b: the fresh classifier's rate is this multiple of the stage's
   ))
   cfg.update(overrides)
   return cfg
@@ -109,7 +104,11 @@ def get_config() -> ml_collections.ConfigDict:
   ))
 
   config.stage_face_pretrain = stage_config()
-  config.stage_face = stage_config(learning_rate=0.001)
+  # linear_probe: before fine-tuning, the fresh classifier is fitted to the pretrained net's frozen features by an
+  # L2-regularised logistic regression (L-BFGS, each of linear_probe_l2, the best on the validation subjects):
+  # LP-FT, fn2en_jax/stages/linear_probe.py.
+  config.stage_face = stage_config(learning_rate=0.001, linear_probe=False, linear_probe_l2=(1e-3, 1e-2, 1e-1, 1.0),
+                                   linear_probe_steps=300)
   # views: fixed augmentation views (crop, flip) per training image, one drawn at each visit; 0 = a fresh random
   # view every time. cache_teacher: compute the teacher's map of every view once and train from the stored maps
   # (needs views > 0; the same curve as the online teacher with the same views, without its forward passes).

@@ -101,12 +101,8 @@ def describe_test_set(data: ml_collections.ConfigDict) -> str:
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """<workdir>/config.json: what a later command (predict, export, evaluate, a resumed run) reads back."""
   if jax.process_index() == 0:
-    # Written aside, then renamed over the old one: the other hosts, reading it to check a resume, never see it
-    # half-written.
-    path = os.path.join(workdir, CONFIG)
-    with open(f'{path}.tmp', 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    os.replace(f'{path}.tmp', path)
+    # Atomic: the other hosts, reading it to check a resume, never see it half-written.
+    workdir_lib.write_text(os.path.join(workdir, CONFIG), config.to_json_best_effort(indent=2))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -77,8 +77,11 @@ def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, t
   for row, stage in rows.items():
     plot_confusion(summaries[stage], row, os.path.join(workdir, f'confusion_{stage}.png'))
   times = '\n'.join(f"- {stage}: {s['wall_time_s']:.1f} s" for stage, s in summaries.items())
+  chosen = '\n'.join(f"- {stage}: step {s['selected_step']}, {s['selected_by']}" for stage, s in summaries.items()
+                     if 'selected_step' in s)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write(f'{table}\n\nMeasured on {test_set}. Wall time per stage:\n\n{times}\n')
+    f.write(f'{table}\n\nMeasured on {test_set}, once, on the checkpoint of each stage chosen as:\n\n{chosen}\n\n'
+            f'Wall time per stage:\n\n{times}\n')
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump({'rows': rows, 'test_set': test_set, 'stages': summaries, 'config': config_dict}, f, indent=2)
   return table

@@ -110,3 +110,16 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Every check, in the order a user would fix them."""
   check_writable(workdir, config.get('min_free_gb', 0.0))
   check_resume(workdir, config)
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `path` aside and renames it into place: a reader (another host, a resumed run) never sees it
+  half-written, and a kill leaves the old file or the new one."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(f'{path}.tmp', 'w') as f:
+    f.write(text)
+  os.replace(f'{path}.tmp', path)
+
+
+def write_json(path: str, value: Any) -> None:
+  write_text(path, json.dumps(value, indent=2))

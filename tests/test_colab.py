@@ -51,11 +51,14 @@ def test_evaluation_notebook_on_a_finished_run(tiny_run, tmp_path, capsys):
   assert 'neutral' in printed and 'surprise' in printed  # the per-class table
   assert (workdir / 'report.md').exists()
 
-  # The curves are what the loop logged: the last evaluation is the final one of results.json (float32 in the logs).
+  # The curves are what the loop logged: the validation number at the chosen step is results.json's (float32 in
+  # the logs).
   curves = namespace['curves']
   for stage in ('scratch', 'face', 'b'):
-    steps, accuracy = curves[stage]['eval/accuracy']
-    assert steps == [2, 4] and accuracy[-1] == pytest.approx(expected[stage]['accuracy'], rel=1e-6)
+    steps, accuracy = curves[stage]['validation/accuracy']
+    assert steps == [2, 4]
+    chosen = accuracy[steps.index(expected[stage]['selected_step'])]
+    assert chosen == pytest.approx(expected[stage]['validation']['accuracy'], rel=1e-6)
     assert curves[stage]['train/loss'][0] == [2, 4]
 
   neurons = namespace['neurons']
@@ -65,7 +68,7 @@ def test_evaluation_notebook_on_a_finished_run(tiny_run, tmp_path, capsys):
   # The predict cell classifies the first test faces as the evaluation does: its probabilities against stage b's
   # model applied here to the evaluation pipeline's own images of those faces.
   predictor, config = namespace['predictor'], namespace['config']
-  _, test = pipeline.protocol_splits(config.data, str(data_dir))
+  test = pipeline.splits(config.data, str(data_dir)).test
   images = pipeline.eval_arrays(test, config.data)['image'][:4]
   logits = predictor.model.apply(predictor.variables, images, train=False)
   np.testing.assert_allclose(namespace['probabilities'], jax.nn.softmax(logits), atol=1e-5)

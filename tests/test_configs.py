@@ -170,8 +170,11 @@ def test_tfd_official_folds_split_exactly(tmp_path, data_dir, valid_in_train):
   train_codes = (1, 2) if valid_in_train else (1,)
   for fold in range(5):
     config.data.fold = fold
-    train, test = pipeline.protocol_splits(config.data, data_dir)
-    assert _rows(train) == sorted(row[i] for i in labelled if fx.TFD_FOLDS[i, fold] in train_codes)
+    train, validation, test = pipeline.splits(config.data, data_dir)
+    # The validation subjects are carved from the fold's training rows: together they are those rows.
+    assert sorted(_rows(train) + _rows(validation)) == sorted(
+        row[i] for i in labelled if fx.TFD_FOLDS[i, fold] in train_codes)
+    assert not set(train.subjects) & set(validation.subjects)
     assert _rows(test) == sorted(row[i] for i in labelled if fx.TFD_FOLDS[i, fold] == 3)
     assert (test.fold_codes[:, fold] == 3).all()
     assert set(train.fold_codes[:, fold]) <= set(train_codes)
@@ -182,7 +185,7 @@ def test_tfd_folds_on_a_dataset_without_them_fail_clearly(tmp_path, data_dir):
   config = _module(os.path.join(REPO, 'configs', 'ck_plus_48.py')).get_config()
   config.data.update(dict(manual_dir=str(tmp_path / 'ck48'), protocol='tfd_folds', num_folds=5))
   with pytest.raises(ValueError, match="needs TFD's official folds"):
-    pipeline.protocol_splits(config.data, data_dir)
+    pipeline.splits(config.data, data_dir)
 
 
 def test_sfew_with_fer2013_extra_training_data(tmp_path, data_dir):
@@ -192,15 +195,17 @@ def test_sfew_with_fer2013_extra_training_data(tmp_path, data_dir):
   fx.write_fer2013(tmp_path / 'fer2013', fer_rows)
   config = _module(os.path.join(REPO, 'configs', 'sfew_fer2013.py')).get_config()
   config.data.update(dict(manual_dir=str(tmp_path / 'sfew'), extra_manual_dir=str(tmp_path / 'fer2013')))
-  train, test = pipeline.protocol_splits(config.data, data_dir)
+  train, validation, test = pipeline.splits(config.data, data_dir)
   # FER2013's subject is its CSV line: the header is line 1.
   fer_train = [(f'line{i + 2:05d}', BASIC7[int(emotion)]) for i, (emotion, _, usage) in enumerate(fer_rows)
                if usage == 'Training']
-  assert _rows(train) == sorted(sfew['train'] + fer_train)
+  # The validation subjects come from SFEW's own training part; the extra data only ever trains.
+  assert sorted(_rows(train) + _rows(validation)) == sorted(sfew['train'] + fer_train)
+  assert set(_rows(validation)) <= set(sfew['train']) and set(fer_train) <= set(_rows(train))
   assert _rows(test) == sorted(sfew['validation'])
   # The concatenated source serves each example's own record: SFEW's 224x224 faces, then FER2013's 48x48 ones.
   sizes = [train[i]['image'].shape[0] for i in range(len(train))]
-  assert sizes == [224] * len(sfew['train']) + [48] * len(fer_train)
+  assert sizes == [224] * (len(sfew['train']) - len(validation)) + [48] * len(fer_train)
   assert [train[i]['label'] for i in range(len(train))] == list(train.labels)
   config.data.image_size = 32
   batch = next(pipeline.train_iterator(train, config.data, global_batch_size=len(train), seed=0))
@@ -217,4 +222,4 @@ def test_extra_training_data_with_other_labels_fails_clearly(tmp_path, data_dir)
                           extra_train=('ck_plus_48:train',)))
   with pytest.raises(ValueError, match=r"data.extra_train: 'ck_plus_48:train' has the labels \['anger', "
                                        r"'contempt'.*must match exactly"):
-    pipeline.protocol_splits(config.data, data_dir)
+    pipeline.splits(config.data, data_dir)

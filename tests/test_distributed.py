@@ -118,7 +118,7 @@ def test_hosts_read_disjoint_blocks_of_the_single_process_batches(tiny_run):
   _, data_dir, _ = tiny_run
   config = tiny_config.get_config()
   config.data_dir = str(data_dir)
-  train, _ = pipeline.protocol_splits(config.data, str(data_dir))
+  train = pipeline.splits(config.data, str(data_dir)).train
   # The image carries no id, so tag every example with its position through the label column.
   tagged = pipeline.Examples(_Tagged(train), np.arange(len(train)), train.labels, train.subjects, train.class_names)
   one = pipeline.train_iterator(tagged, config.data, global_batch_size=8, seed=0, host=(0, 1))

@@ -191,12 +191,17 @@ def test_training_curves_are_what_the_loop_logged(tiny_run, tmp_path):
   trained = json.loads((workdir / 'results.json').read_text())['stages']
   for stage in ('face', 'b', 'scratch'):
     curves = evaluate.training_curves(str(workdir / stage))
-    steps, accuracy = curves['eval/accuracy']
-    assert steps == [2, 4]  # eval_every=2 of 4 steps (tests/tiny_config.py)
-    assert accuracy[-1] == pytest.approx(trained[stage]['accuracy'], rel=1e-6)  # float32 in the event files
+    steps, accuracy = curves['validation/accuracy']
+    assert steps == [2, 4]  # eval_every=2 of 4 steps (tests/tiny_config.py), on the validation subjects
+    chosen = trained[stage]['selected_step']
+    assert accuracy[steps.index(chosen)] == pytest.approx(trained[stage]['validation']['accuracy'], rel=1e-6)
+    # The test set appears once, at the end: the chosen checkpoint's number (float32 in the event files).
+    assert curves['test/accuracy'][0] == [4]
+    assert curves['test/accuracy'][1][0] == pytest.approx(trained[stage]['accuracy'], rel=1e-6)
     assert curves['train/loss'][0] == [2, 4] and all(np.isfinite(curves['train/loss'][1]))
-  assert evaluate.training_curves(str(workdir / 'a'))['eval/lp_loss'][1][-1] == pytest.approx(
-      trained['a']['lp_loss'], rel=1e-6)
+  curves_a = evaluate.training_curves(str(workdir / 'a'))
+  assert curves_a['test/lp_loss'][1] == [pytest.approx(trained['a']['lp_loss'], rel=1e-6)]
+  assert min(curves_a['validation/lp_loss'][1]) == pytest.approx(trained['a']['validation']['lp_loss'], rel=1e-6)
   assert evaluate.training_curves(str(tmp_path)) == {}
 
 

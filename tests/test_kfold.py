@@ -110,7 +110,9 @@ def test_kfold_of_configs_ck_plus_on_the_ck_plus_fixture(synth_kfold, tmp_path):
   """configs/ck_plus.py as written, shrunk to seconds, with the synthetic run's face net as teacher.init."""
   workdir = synth_kfold[0]
   expected = fx.write_ck_plus(tmp_path / 'ck_plus', np.random.default_rng(0))['8class']
+  # The recipe's budgets are in epochs; 0 epochs hands each back to the step counts given here.
   tiny = dict(num_steps=4, batch_size=8, warmup_steps=0, optimizer='adamw', learning_rate=1e-3, weight_decay=5e-4,
+              num_epochs=0, warmup_epochs=0, eval_every_epochs=0, checkpoint_every_epochs=0,
               **{k: 4 for k in ONLY_AT_THE_END})
   overrides = {'data.manual_dir': tmp_path / 'ck_plus', 'data_dir': tmp_path / 'tfds', 'data.image_size': 32,
                'data.num_folds': 2, 'data.fold': -1, 'data.num_threads': 1, 'data.prefetch': 2,

@@ -76,9 +76,10 @@ def test_stage_b_starts_from_the_stage_a_trunk_with_a_fresh_head(tiny_run):
   ctx = stages.Context(name='b', workdir=str(workdir), data_dir=str(data_dir), mesh=mesh, seed=config.seed)
   b = stage_b.setup(config, ctx)
   with ocp.PyTreeCheckpointer() as ckpt:
-    a_final = ckpt.restore(checkpoint.latest_state_path(str(workdir / 'a')))
+    a_final = ckpt.restore(checkpoint.trained_state_path(str(workdir / 'a')))
   initial = jax.device_get(b.state)
-  # The trunk, parameters and BatchNorm statistics, is stage a's final one, leaf for leaf.
+  # The trunk, parameters and BatchNorm statistics, is the one stage a chose (its best on the validation subjects),
+  # leaf for leaf.
   for collection in ('params', 'batch_stats'):
     jax.tree.map(np.testing.assert_array_equal, initial.__getattribute__(collection)['trunk'],
                  a_final[collection]['trunk'])

@@ -67,7 +67,7 @@ def test_the_stored_maps_are_the_teachers_maps_of_each_view(online_and_cached, t
   config = _config(data_dir, cache_teacher=True)
   mesh = parallel.make_mesh()
   ctx = Context(name='a', workdir=str(root), data_dir=str(data_dir), mesh=mesh, seed=config.seed)
-  train, _ = pipeline.protocol_splits(config.data, str(data_dir))
+  train = pipeline.splits(config.data, str(data_dir)).train
   targets = teacher_cache.Targets(str(root / 'a' / teacher_cache.DIRNAME), len(train))
   teacher, teacher_vars = stage_a.load_teacher(config, ctx, len(train.class_names))
   assert targets.shape[:2] == (len(train), VIEWS)

@@ -30,7 +30,7 @@ def shown(tiny_run, tmp_path_factory):
 
 def _eval_images(workdir, data_dir):
   config = evaluate.load_config(str(workdir))
-  _, test = pipeline.protocol_splits(config.data, str(data_dir))
+  test = pipeline.splits(config.data, str(data_dir)).test
   return config, pipeline.eval_arrays(test, config.data)['image']
 
 

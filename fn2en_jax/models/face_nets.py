@@ -27,6 +27,8 @@ from fn2en_jax.train import checkpoint, state
 MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet}
 # The layer that maps features to classes: dropped when a face net is fine-tuned on another label set.
 CLASSIFIER = {'vgg_face': 'fc8', 'dlib_resnet': 'classifier'}
+# The tap the classifier reads (dropout, where there is one, acts only in training): what a linear probe fits.
+CLASSIFIER_INPUT = {'vgg_face': 'fc7', 'dlib_resnet': 'embedding'}
 META = 'face_net.json'
 PARAMS = 'params'
 

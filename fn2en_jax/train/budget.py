@@ -13,7 +13,7 @@ from fn2en_jax import errors
 
 # step field -> its epoch twin.
 EPOCH_FIELDS = {'num_steps': 'num_epochs', 'warmup_steps': 'warmup_epochs', 'eval_every': 'eval_every_epochs',
-                'checkpoint_every': 'checkpoint_every_epochs', 'probe_steps': 'probe_epochs'}
+                'checkpoint_every': 'checkpoint_every_epochs'}
 AT_LEAST_ONE = ('num_steps', 'eval_every', 'checkpoint_every')
 
 

@@ -57,6 +57,7 @@ class Stage:
   summarize: Callable               # host outputs of the whole eval set -> metrics dict
   views: int = 0                    # fixed augmentation views per training example; 0 = fresh ones (pipeline)
   targets: Any = None               # targets[i, view] -> batch['target'] (stage a's cached teacher maps), or None
+  notes: dict = dataclasses.field(default_factory=dict)  # what setup found, added to the summary (the face probe)
 
 
 def itstime(step: int, every: int, num_steps: int) -> bool:
@@ -228,4 +229,4 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   _warn_on_recompiles(stage.name, train_step=train_step, eval_step=eval_step)
   logging.info('%s: test %s at step %d, chosen by %s', stage.name, _scalars(summary), chosen['selected_step'],
                chosen['selected_by'])
-  return {**summary, **chosen}
+  return {**summary, **chosen, **stage.notes}

@@ -48,10 +48,10 @@ def _main_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
   return optax.constant_schedule(cfg.learning_rate)
 
 
-def learning_rate_schedule(cfg: ml_collections.ConfigDict, num_steps: int | None = None) -> optax.Schedule:
-  """cosine (with linear warmup), step (x`decay_factor` at each of `decay_steps`) or constant over `num_steps`
-  (default: the stage's); `validate` has checked the name."""
-  lr, warmup, total = cfg.learning_rate, cfg.warmup_steps, num_steps or cfg.num_steps
+def learning_rate_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
+  """cosine (with linear warmup), step (x`decay_factor` at each of `decay_steps`) or constant; `validate` has
+  checked the name."""
+  lr, warmup, total = cfg.learning_rate, cfg.warmup_steps, cfg.num_steps
   if cfg.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
   main = _main_schedule(cfg)
@@ -84,18 +84,13 @@ def head_labels(head: str):
 def make_optimizer(cfg: ml_collections.ConfigDict, head: str = '') -> optax.GradientTransformation:
   """SGD (momentum, Nesterov, decoupled weight decay on kernels) or AdamW; `validate` has checked the name.
 
-  `head` (a regex of the classifier's flat keys) lets the classifier and the rest follow different rates: the
-  classifier `head_lr_scale` times the stage's schedule, and the trunk the stage's schedule started only after
-  `probe_steps` (LP-FT: a fresh classifier fitted to the frozen features first, so that its first, large and
-  random gradients do not reach the pretrained layers)."""
+  `head` (a regex of the classifier's flat keys 'params/...') with `head_lr_scale` != 1 gives the classifier that
+  multiple of the stage's schedule and the rest of the net the schedule itself (two Optax transforms)."""
   schedule = learning_rate_schedule(cfg)
-  probe, scale = cfg.get('probe_steps', 0), cfg.get('head_lr_scale', 1.0)
-  if head and (probe or scale != 1.0):
-    trunk = learning_rate_schedule(cfg, num_steps=cfg.num_steps - probe)
-    tx = optax.multi_transform(
-        {'head': _optimizer(cfg, lambda count: scale * schedule(count)),
-         'trunk': _optimizer(cfg, lambda count: jnp.where(count < probe, 0.0, trunk(count - probe)))},
-        head_labels(head))
+  scale = cfg.get('head_lr_scale', 1.0)
+  if head and scale != 1.0:
+    tx = optax.multi_transform({'head': _optimizer(cfg, lambda count: scale * schedule(count)),
+                                'trunk': _optimizer(cfg, schedule)}, head_labels(head))
   else:
     tx = _optimizer(cfg, schedule)
   if cfg.grad_clip_norm:
@@ -118,10 +113,6 @@ def validate(cfg: ml_collections.ConfigDict, field: str, num_devices: int) -> No
   if cfg.batch_size % num_devices:
     raise errors.ConfigError(f'config.{field}.batch_size={cfg.batch_size} must be divisible by the {num_devices} '
                              'devices', f'set --config.{field}.batch_size to a multiple of {num_devices}')
-  if not 0 <= cfg.get('probe_steps', 0) < cfg.num_steps:
-    raise errors.ConfigError(f'config.{field}.probe_steps={cfg.probe_steps} must be in [0, num_steps={cfg.num_steps})'
-                             ' (the classifier alone trains first, then every layer)',
-                             f'lower --config.{field}.probe_epochs or probe_steps')
   if cfg.get('head_lr_scale', 1.0) <= 0 or cfg.get('patience', 0) < 0:
     raise errors.ConfigError(f'config.{field}: head_lr_scale must be > 0 and patience >= 0, got '
                              f'{cfg.head_lr_scale} and {cfg.patience}', f'fix --config.{field}.head_lr_scale/patience')
@@ -151,7 +142,7 @@ def abstract_variables(model, image_size: int, mesh, **kwargs) -> dict:
 
 def create_state(model, variables: dict, stage_cfg: ml_collections.ConfigDict, rng: jax.Array, head: str = '',
                  **apply_kwargs) -> TrainState:
-  """`head`: the regex of the classifier's parameters, for make_optimizer's LP-FT and head rate ('' = one rate)."""
+  """`head`: the regex of the classifier's parameters, for make_optimizer's head rate ('' = one rate)."""
   return TrainState.create(apply_fn=functools.partial(model.apply, **apply_kwargs), params=variables['params'],
                            batch_stats=variables.get('batch_stats', {}), tx=make_optimizer(stage_cfg, head),
                            rng=jax.random.key_data(rng))
