@@ -56,7 +56,7 @@ import ml_collections
 from fn2en_jax import recipe
 from fn2en_jax.data.builders import image_folder
 
-EPOCHS = {'face': 20, 'a': 40, 'b': 30, 'scratch': 60}
+EPOCHS = {'face': 10, 'a': 20, 'b': 20, 'scratch': 30}
 VIEWS = 4  # fixed augmentation views per face whose teacher maps stage a caches
 
 

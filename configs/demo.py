@@ -6,8 +6,11 @@ A thin VGG-16-BN (1/8 of VGG-Face's width) is trained to recognise 100 synthetic
 in for VGG-Face's training), then fine-tuned on the expressions of 45 other subjects (face: the baseline and the
 teacher). The student (1/8 of ExpNet's width, so its pool5 has the teacher's shape, as in the paper) regresses the
 teacher's pool5 (a) and is then trained with labels (b); the same student trained from scratch is the other
-baseline. The three rows of the table (face, b, scratch) each get 200 steps of AdamW at 1e-3. The 15 test subjects
-are held out of every stage.
+baseline. The three rows of the table (face, b, scratch) each get 200 steps of AdamW at 1e-3; the face stage
+first fits its fresh classifier to the frozen features (a linear probe, then fine-tuning: the recipe of
+fn2en_jax/recipe.py). Every stage is evaluated on validation subjects (10% of the training subjects) every 25
+steps and reports its best checkpoint there. The 15 test subjects are held out of every stage and evaluated once,
+at the end of each.
 """
 
 from fn2en_jax import defaults
@@ -27,10 +30,10 @@ def get_config():
 
   common = dict(batch_size=64, log_every=25, optimizer='adamw', weight_decay=1e-4, warmup_steps=20)
   config.stage_face_pretrain.update(dict(common, num_steps=400, learning_rate=1e-3))
-  config.stage_face.update(dict(common, num_steps=200, learning_rate=1e-3))
+  config.stage_face.update(dict(common, num_steps=200, learning_rate=1e-3, linear_probe=True))
   config.stage_a.update(dict(common, num_steps=200, learning_rate=3e-3, reduction='mean'))
   config.stage_b.update(dict(common, num_steps=200, learning_rate=1e-3))
   config.stage_scratch.update(dict(common, num_steps=200, learning_rate=1e-3))
   for name in config.stages:
-    config[f'stage_{name}'].update(dict(eval_every=100, checkpoint_every=100))
+    config[f'stage_{name}'].update(dict(eval_every=25, checkpoint_every=100))
   return config

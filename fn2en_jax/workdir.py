@@ -30,6 +30,7 @@ RESUMABLE = (
     'data.manual_dir', 'data.extra_manual_dir', 'data.num_threads', 'data.prefetch',
     'face_data.manual_dir', 'face_data.extra_manual_dir', 'face_data.num_threads', 'face_data.prefetch',
     'stage_*.num_steps', 'stage_*.log_every', 'stage_*.eval_every', 'stage_*.checkpoint_every',
+    'stage_*.num_epochs', 'stage_*.eval_every_epochs', 'stage_*.checkpoint_every_epochs', 'stage_*.patience',
     'stage_*.learning_rate',
     'stage_a.cache_teacher',  # the same maps, stored or computed at each step
 )
