@@ -49,7 +49,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       protocol='subject_folds',  # eval_split='' only. 'subject_folds': test = the subjects of fold `fold` of
                                 #   `num_folds` (folds.subject_folds); 'tfd_folds': TFD's official fold `fold`
                                 #   (num_folds=5; test = code 3)
-      tfd_valid_in_train=True,  # tfd_folds: train on code 1 and 2 (valid) rows (model selection uses `validation`)
+      tfd_valid_in_train=True,  # tfd_folds: train on code 1 and 2 (valid) rows, and carve `validation` from them;
+                                #   False: train on code 1, and TFD's valid rows are the validation set
       fold=0,                   # -1 = every fold, each in <workdir>/fold_<i>, then kfold.md (fn2en_jax/kfold.py)
       num_folds=10,
       # The fraction of the training subjects (of each fold) held out as validation subjects: every stage is

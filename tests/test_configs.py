@@ -171,10 +171,13 @@ def test_tfd_official_folds_split_exactly(tmp_path, data_dir, valid_in_train):
   for fold in range(5):
     config.data.fold = fold
     train, validation, test = pipeline.splits(config.data, data_dir)
-    # The validation subjects are carved from the fold's training rows: together they are those rows.
-    assert sorted(_rows(train) + _rows(validation)) == sorted(
-        row[i] for i in labelled if fx.TFD_FOLDS[i, fold] in train_codes)
-    assert not set(train.subjects) & set(validation.subjects)
+    if valid_in_train:  # the validation subjects are carved from the fold's training rows (codes 1 and 2)
+      assert sorted(_rows(train) + _rows(validation)) == sorted(
+          row[i] for i in labelled if fx.TFD_FOLDS[i, fold] in train_codes)
+      assert not set(train.subjects) & set(validation.subjects)
+    else:  # TFD's own valid rows (code 2) are the validation set
+      assert _rows(train) == sorted(row[i] for i in labelled if fx.TFD_FOLDS[i, fold] == 1)
+      assert _rows(validation) == sorted(row[i] for i in labelled if fx.TFD_FOLDS[i, fold] == 2)
     assert _rows(test) == sorted(row[i] for i in labelled if fx.TFD_FOLDS[i, fold] == 3)
     assert (test.fold_codes[:, fold] == 3).all()
     assert set(train.fold_codes[:, fold]) <= set(train_codes)

@@ -99,16 +99,19 @@ def splits(data: ml_collections.ConfigDict, data_dir: str) -> Splits:
   are held out as the validation set, and `data.extra_train` is appended to what is left to train on (the extra
   data only ever trains)."""
   examples = load(data, data.split, data_dir=data_dir)
+  official_valid = None
   if data.eval_split:
     train, test = examples, load(data, data.eval_split, data_dir=data_dir)
   elif data.protocol == 'tfd_folds':
-    train, test = tfd_split(examples, data.fold, valid_in_train=data.tfd_valid_in_train)
+    train, official_valid, test = tfd_split(examples, data.fold, valid_in_train=data.tfd_valid_in_train)
   elif data.protocol == 'leave_one_subject_out':  # num_folds is checked against the subjects here, once they are read
     train, test = leave_one_subject_out_split(examples, data.fold, data.num_folds)
   else:
     train, test = subject_split(examples, data.fold, data.num_folds)
   validation = None
-  if data.validation:
+  if data.validation and official_valid is not None:  # TFD's own valid rows, where they do not train
+    validation = official_valid
+  elif data.validation:
     train, validation = validation_split(train, data.validation)
   return Splits(with_extra_train(train, data, data_dir=data_dir), validation, test)
 
@@ -181,16 +184,17 @@ def leave_one_subject_out_split(examples: Examples, fold: int, num_folds: int) -
   return examples.subset(train), examples.subset(test)
 
 
-def tfd_split(examples: Examples, fold: int, *, valid_in_train: bool) -> tuple[Examples, Examples]:
-  """(train, test) of TFD's official fold `fold`: test = code 3; train = code 1, and code 2 (valid) if
-  `valid_in_train`. Rows with code 0 take no part in that fold."""
+def tfd_split(examples: Examples, fold: int, *,
+              valid_in_train: bool) -> tuple[Examples, Examples | None, Examples]:
+  """(train, valid, test) of TFD's official fold `fold`: test = code 3; train = code 1, and code 2 (valid) too if
+  `valid_in_train` (valid is then None). Rows with code 0 take no part in that fold."""
   if examples.fold_codes is None:
     raise errors.ConfigError("data.protocol='tfd_folds' needs TFD's official folds (the feature `folds` of the tfd "
                              'builder); this dataset has none', "use --config.data.protocol=subject_folds")
   train, valid, test = folds.tfd_fold_split(examples.fold_codes, fold)
   if valid_in_train:
-    train = np.sort(np.concatenate([train, valid]))
-  return examples.subset(train), examples.subset(test)
+    return examples.subset(np.sort(np.concatenate([train, valid]))), None, examples.subset(test)
+  return examples.subset(train), examples.subset(valid), examples.subset(test)
 
 
 class _Chain(Sequence):
