@@ -31,6 +31,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from fn2en_jax import errors, models
+from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.stages import a as stage_a
@@ -411,10 +412,7 @@ def compare(new: dict, old: dict) -> str:
 
 
 def write_json(results: dict, *, path: str) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(results, f, indent=1)
-  os.replace(tmp, path)  # never a half-written file
+  workdir_lib.write_json(path, results)  # never a half-written file
 
 
 def print_none(results: dict) -> None:

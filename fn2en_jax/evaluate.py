@@ -26,13 +26,11 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from fn2en_jax import errors, kfold, results
+from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.stages import STAGES, Context, budgeted
 from fn2en_jax.train import checkpoint, loop, parallel
 
-CONFIG_JSON = 'config.json'
-RESULTS_JSON = 'results.json'
-KFOLD_JSON = 'kfold.json'
 REPORT = 'report'  # report.md, report.json and the figures' folder report/
 # Stages whose evaluation is a classification (the others, stage a, report their own loss only).
 CLASSIFIERS = ('face_pretrain', 'face', 'b', 'scratch')
@@ -123,20 +121,6 @@ def training_curves(stage_dir: str) -> dict[str, tuple[list[int], list[float]]]:
         if value.ndim == 0 and value.dtype.kind in 'fiu':
           curves.setdefault(tag, {})[event.step] = float(value)
   return {tag: (sorted(points), [points[s] for s in sorted(points)]) for tag, points in sorted(curves.items())}
-
-
-def load_config(workdir: str):
-  """The resolved config a run of `workdir` used: config.json, else the one results.json carries."""
-  for name, key in ((CONFIG_JSON, None), (RESULTS_JSON, 'config')):
-    path = os.path.join(workdir, name)
-    if os.path.exists(path):
-      with open(path) as f:
-        saved = json.load(f)
-      return ml_collections.ConfigDict(saved[key] if key else saved)
-  raise errors.WorkdirError(f'--workdir={workdir}: neither {CONFIG_JSON} nor {RESULTS_JSON} is there, so this is '
-                            'not a finished run of fn2en_jax.main',
-                            'pass the --workdir a `python -m fn2en_jax.main` run wrote (or a k-fold one, with '
-                            f'{KFOLD_JSON}), after it has finished')
 
 
 def finished_stages(config, workdir: str) -> list[str]:
@@ -232,26 +216,20 @@ def stage_markdown(name: str, entry: dict) -> str:
   return '\n'.join(lines)
 
 
-def _write_atomically(path: str, text: str) -> None:
-  with open(path + '.tmp', 'w') as f:
-    f.write(text)
-  os.replace(path + '.tmp', path)
-
-
 def _publish(workdir: str, staging: str, report: dict, markdown: str) -> None:
   """Replaces the workdir's report (figures, then json and md) with the one written in `staging`."""
   figures = os.path.join(workdir, REPORT)
   shutil.rmtree(figures, ignore_errors=True)
   os.replace(staging, figures)
-  _write_atomically(os.path.join(workdir, f'{REPORT}.json'), json.dumps(report, indent=2))
-  _write_atomically(os.path.join(workdir, f'{REPORT}.md'), markdown)
+  workdir_lib.write_json(os.path.join(workdir, f'{REPORT}.json'), report)
+  workdir_lib.write_text(os.path.join(workdir, f'{REPORT}.md'), markdown)
 
 
 def report_run(workdir: str, *, data_dir: str | None = None, num_mistakes: int = 16, mesh=None,
                stages: Sequence[str] | None = None) -> dict:
   """Re-evaluates every finished stage of a single-fold workdir (of `stages` only, if given) and writes its
   report; returns the report."""
-  config = load_config(workdir)
+  config = workdir_lib.load_config(workdir)
   if data_dir:
     config.data_dir = data_dir
   unknown = sorted(set(stages or ()) - set(config.stages))
@@ -287,7 +265,15 @@ def report_kfold(workdir: str, *, data_dir: str | None = None, num_mistakes: int
                  stages: Sequence[str] | None = None) -> dict:
   """Reports every fold of a k-fold workdir (each in its fold_<i>/), then the mean and standard deviation of each
   method over the folds beside the paper's numbers (the statistics of kfold.py, on the re-evaluated numbers)."""
-  with open(os.path.join(workdir, KFOLD_JSON)) as f:
+  path = os.path.join(workdir, workdir_lib.KFOLD_JSON)
+  if not os.path.exists(path):
+    done = [i for i in workdir_lib.folds(workdir)
+            if os.path.exists(os.path.join(workdir_lib.fold_dir(workdir, i), workdir_lib.RESULTS_JSON))]
+    raise errors.WorkdirError(f'--workdir={workdir} is a k-fold run that has not finished: {workdir_lib.KFOLD_JSON} is '
+                              f'written when every fold has, and the folds finished so far are {done}',
+                              'run the same fn2en_jax.main command again to finish it, or evaluate a finished fold '
+                              f'alone: --workdir={workdir_lib.fold_dir(workdir, done[0] if done else 0)}')
+  with open(path) as f:
     saved = json.load(f)
   config = ml_collections.ConfigDict(saved['config'])
   folds = [report_run(os.path.join(workdir, d), data_dir=data_dir, num_mistakes=num_mistakes, mesh=mesh,
@@ -298,18 +284,18 @@ def report_kfold(workdir: str, *, data_dir: str | None = None, num_mistakes: int
   links = ', '.join(f'[{d}]({d}/{REPORT}.md)' for d in saved['fold_dirs'])
   markdown = (kfold.report_markdown(report) + f'\nRe-evaluated from the final checkpoints in {workdir}. Each '
               f'fold\'s report (per-class scores, confusion matrices, mistakes): {links}.\n')
-  _write_atomically(os.path.join(workdir, f'{REPORT}.json'), json.dumps(report, indent=2))
-  _write_atomically(os.path.join(workdir, f'{REPORT}.md'), markdown)
+  workdir_lib.write_json(os.path.join(workdir, f'{REPORT}.json'), report)
+  workdir_lib.write_text(os.path.join(workdir, f'{REPORT}.md'), markdown)
   return report
 
 
 def report(workdir: str, **kwargs) -> dict:
-  """`report_kfold` for a k-fold workdir (it has kfold.json), else `report_run`."""
+  """`report_kfold` for a k-fold workdir (`workdir.is_kfold`), else `report_run`."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if not os.path.isdir(workdir):
     raise errors.WorkdirError(f'--workdir={workdir} does not exist',
                               'pass the --workdir of a finished `python -m fn2en_jax.main` run')
-  if os.path.exists(os.path.join(workdir, KFOLD_JSON)):
+  if workdir_lib.is_kfold(workdir):
     return report_kfold(workdir, **kwargs)
   return report_run(workdir, **kwargs)
 

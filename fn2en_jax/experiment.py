@@ -23,7 +23,6 @@ from fn2en_jax.stages import STAGES, Context, budgeted, order_errors
 from fn2en_jax.train import loop, parallel, preemption, state
 
 SUMMARY = 'summary.json'
-CONFIG = 'config.json'
 
 
 def stage_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
@@ -102,7 +101,7 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """<workdir>/config.json: what a later command (predict, export, evaluate, a resumed run) reads back."""
   if jax.process_index() == 0:
     # Atomic: the other hosts, reading it to check a resume, never see it half-written.
-    workdir_lib.write_text(os.path.join(workdir, CONFIG), config.to_json_best_effort(indent=2))
+    workdir_lib.write_text(os.path.join(workdir, workdir_lib.CONFIG_JSON), config.to_json_best_effort(indent=2))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -160,7 +159,7 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str) -> dict:
     base.stages = tuple(s for s in base.stages if s != 'face_pretrain')
   folds = []
   for fold in range(base.data.num_folds):
-    cfg, directory = kfold.fold_config(base, fold), kfold.fold_dir(workdir, fold)
+    cfg, directory = kfold.fold_config(base, fold), workdir_lib.fold_dir(workdir, fold)
     summaries = kfold.finished_summaries(directory, cfg)
     if summaries is None:
       logging.info('fold %d of %d: running in %s', fold, base.data.num_folds, directory)

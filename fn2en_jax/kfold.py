@@ -34,16 +34,13 @@ import ml_collections
 from absl import app, flags
 
 from fn2en_jax import errors, results
+from fn2en_jax import workdir as workdir_lib
 
 # The paper's name for each results row, by the stage that fills it (results.ROWS).
 PAPER_KEYS = {'scratch': 'scratch', 'face': 'face', 'b': 'fn2en'}
 METRICS = ('accuracy', 'mean_per_class_accuracy')
 FACE_NET = 'face_net'
 REPORT = 'kfold'
-
-
-def fold_dir(workdir: str, fold: int) -> str:
-  return os.path.join(workdir, f'fold_{fold}')
 
 
 def fold_config(config: ml_collections.ConfigDict, fold: int) -> ml_collections.ConfigDict:
@@ -58,7 +55,7 @@ def as_json(value):
 
 def finished_summaries(workdir: str, config: ml_collections.ConfigDict) -> dict[str, dict] | None:
   """The stage summaries in the fold's results.json if exactly this config wrote it (else the fold has to run)."""
-  path = os.path.join(workdir, 'results.json')
+  path = os.path.join(workdir, workdir_lib.RESULTS_JSON)
   if not os.path.exists(path):
     return None
   with open(path) as f:
@@ -77,11 +74,9 @@ def write_report(workdir: str, folds: list[dict[str, dict]], config: ml_collecti
   """Writes kfold.json and kfold.md (process 0 only) and returns the report."""
   report = summarize(folds, config.paper.to_dict(), config)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, f'{REPORT}.json'), 'w') as f:
-      json.dump(report, f, indent=2)
     table = report_markdown(report)
-    with open(os.path.join(workdir, f'{REPORT}.md'), 'w') as f:
-      f.write(table)
+    workdir_lib.write_text(os.path.join(workdir, f'{REPORT}.md'), table)
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.KFOLD_JSON), report)  # last: the run is finished
     print(f'\n{table}\nWritten to {os.path.join(workdir, REPORT + ".md")}', flush=True)
   return report
 
@@ -216,10 +211,8 @@ def main(argv: list[str]) -> None:
   if flags.FLAGS.output:
     output = os.path.expanduser(flags.FLAGS.output)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    for suffix, text in (('.json', json.dumps(pooled, indent=2)), ('.md', markdown)):
-      with open(f'{output}{suffix}.tmp', 'w') as f:
-        f.write(text)
-      os.replace(f'{output}{suffix}.tmp', output + suffix)
+    workdir_lib.write_json(f'{output}.json', pooled)
+    workdir_lib.write_text(f'{output}.md', markdown)
     print(f'Written to {output}.md and {output}.json', file=sys.stderr)
 
 

@@ -53,6 +53,7 @@ from absl import flags, logging
 from PIL import Image
 
 from fn2en_jax import errors, models
+from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import build, faces, pipeline
 from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.train import checkpoint
@@ -68,8 +69,6 @@ LUMA = (0.299, 0.587, 0.114)
 DEFAULT_MARGIN = 0.2
 IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 VIDEO_EXTENSIONS = ('.avi', '.m4v', '.mkv', '.mov', '.mp4', '.mpeg', '.mpg', '.webm')
-CONFIG_JSON = 'config.json'
-RESULTS_JSON = 'results.json'
 
 Box = tuple[int, int, int, int]
 
@@ -164,40 +163,23 @@ def model_input(images: jax.Array, grey: bool) -> jax.Array:
 
 # --- The trained net --------------------------------------------------------------------------------------------
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config of the run in `workdir`: config.json, else the one results.json carries."""
-  for name, key in ((CONFIG_JSON, None), (RESULTS_JSON, 'config')):
-    path = os.path.join(workdir, name)
-    if os.path.exists(path):
-      with open(path) as f:
-        value = json.load(f)
-      return ml_collections.ConfigDict(value if key is None else value[key])
-  raise errors.WorkdirError(f'{workdir}: neither {CONFIG_JSON} nor {RESULTS_JSON} found; expected the workdir of '
-                            'a finished run', 'pass the --workdir that `python -m fn2en_jax.main` trained in')
-
-
-def is_kfold(workdir: str) -> bool:
-  return os.path.isdir(os.path.join(workdir, 'fold_0')) and not os.path.isdir(os.path.join(workdir, 'b'))
-
-
 def resolve_workdir(workdir: str, fold: int | None) -> str:
   """The single-fold run directory to read: `workdir` itself, or its fold `fold` (fold 0 by default)."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if not os.path.isdir(workdir):
     raise errors.WorkdirError(f'--workdir={workdir} does not exist', 'pass the workdir of a finished run')
-  if not is_kfold(workdir):
+  if not workdir_lib.is_kfold(workdir):
     if fold is not None:
       raise errors.ConfigError(f'--fold={fold}: {workdir} is a single-fold run (it has no fold_<i> folders)',
                                'leave out --fold')
     return workdir
-  folds = sorted(int(p.rsplit('_', 1)[1]) for p in glob.glob(os.path.join(workdir, 'fold_*'))
-                 if p.rsplit('_', 1)[1].isdigit())
+  folds = workdir_lib.folds(workdir)
   if fold is None:
     fold = folds[0]
     logging.warning('%s is a k-fold run; predicting with fold %d (pass --fold=i for another)', workdir, fold)
   if fold not in folds:
     raise errors.ConfigError(f'--fold={fold}: {workdir} has the folds {folds}', 'pass one of them')
-  return os.path.join(workdir, f'fold_{fold}')
+  return workdir_lib.fold_dir(workdir, fold)
 
 
 def class_names(workdir: str, stage: str) -> tuple[str, ...]:
@@ -206,7 +188,7 @@ def class_names(workdir: str, stage: str) -> tuple[str, ...]:
   if os.path.exists(path):
     with open(path) as f:
       return tuple(json.load(f)['class_names'])
-  path = os.path.join(workdir, RESULTS_JSON)
+  path = os.path.join(workdir, workdir_lib.RESULTS_JSON)
   if os.path.exists(path):
     with open(path) as f:
       stages = json.load(f)['stages']
@@ -262,7 +244,7 @@ class Predictor:
   @classmethod
   def from_workdir(cls, workdir: str, stage: str = 'b', *, fold: int | None = None, **kwargs) -> 'Predictor':
     run_dir = resolve_workdir(workdir, fold)
-    config = load_config(run_dir)
+    config = workdir_lib.load_config(run_dir)
     names = class_names(run_dir, stage)
     model = build_model(config, stage, len(names))
     variables = restore_variables(model, config.data.image_size, os.path.join(run_dir, stage))

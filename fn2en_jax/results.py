@@ -3,11 +3,12 @@ in the paper's form (results.md, results.json and one confusion-matrix PNG per r
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
 import numpy as np
+
+from fn2en_jax import workdir as workdir_lib
 
 # Rows of the paper's tables: (row name, stage whose final evaluation fills it).
 ROWS = (('Train from scratch (BN)', 'scratch'), ('Face net fine-tune (baseline)', 'face'), ('FN2EN', 'b'))
@@ -79,9 +80,10 @@ def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, t
   times = '\n'.join(f"- {stage}: {s['wall_time_s']:.1f} s" for stage, s in summaries.items())
   chosen = '\n'.join(f"- {stage}: step {s['selected_step']}, {s['selected_by']}" for stage, s in summaries.items()
                      if 'selected_step' in s)
-  with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write(f'{table}\n\nMeasured on {test_set}, once, on the checkpoint of each stage chosen as:\n\n{chosen}\n\n'
-            f'Wall time per stage:\n\n{times}\n')
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump({'rows': rows, 'test_set': test_set, 'stages': summaries, 'config': config_dict}, f, indent=2)
+  workdir_lib.write_text(os.path.join(workdir, 'results.md'),
+                         f'{table}\n\nMeasured on {test_set}, once, on the checkpoint of each stage chosen as:\n\n'
+                         f'{chosen}\n\nWall time per stage:\n\n{times}\n')
+  # Written last: a fold with results.json is finished (kfold.finished_summaries).
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.RESULTS_JSON),
+                         {'rows': rows, 'test_set': test_set, 'stages': summaries, 'config': config_dict})
   return table

@@ -203,9 +203,8 @@ def load_variables(model, stage_dir: str, image_size: int) -> dict:
 
 def run_dir(workdir: str, fold: int) -> str:
   """The directory holding the stages: the workdir, or its fold_<fold>/ when it is a k-fold workdir."""
-  if os.path.exists(os.path.join(workdir, evaluate.KFOLD_JSON)):
-    return os.path.join(workdir, f'fold_{fold}')
-  return workdir
+  from fn2en_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  return workdir_lib.fold_dir(workdir, fold) if workdir_lib.is_kfold(workdir) else workdir
 
 
 def visualize(workdir: str, output: str, *, layer: str = 'pool5', teacher_layer: str | None = None,
@@ -217,8 +216,10 @@ def visualize(workdir: str, output: str, *, layer: str = 'pool5', teacher_layer:
   from fn2en_jax.models import face_nets  # pylint: disable=g-import-not-at-top
   directory = run_dir(os.path.abspath(os.path.expanduser(workdir)), fold)
   from fn2en_jax.stages import budgeted  # pylint: disable=g-import-not-at-top
-  data_dir = os.path.abspath(os.path.expanduser(data_dir or evaluate.load_config(directory).data_dir))
-  config = budgeted(evaluate.load_config(directory), data_dir)
+  from fn2en_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  saved = workdir_lib.load_config(directory)
+  data_dir = os.path.abspath(os.path.expanduser(data_dir or saved.data_dir))
+  config = budgeted(saved, data_dir)
   teacher_layer = teacher_layer or config.teacher.tap
   for stage in (student_stage, teacher_stage):
     if stage not in evaluate.finished_stages(config, directory):

@@ -1,4 +1,5 @@
-"""Checks of the workdir before any training: that it can be written, has room, and holds no run of another config.
+"""The workdir: its file names, reading a run back (its config, whether it is a k-fold run, its folds), atomic
+writes, and the checks before any training: that it can be written, has room, and holds no run of another config.
 
 A run writes the resolved config to `<workdir>/config.json`; a later run in the same workdir resumes from the
 checkpoints there, which is only meaningful if it trains the same model on the same data. `check_resume` compares
@@ -19,7 +20,9 @@ import ml_collections
 
 from fn2en_jax import errors
 
-CONFIG_JSON = 'config.json'
+CONFIG_JSON = 'config.json'    # the resolved config, written first: what every later command reads back
+RESULTS_JSON = 'results.json'  # a single-fold run's table, written last (it carries the config too)
+KFOLD_JSON = 'kfold.json'      # a k-fold run's report, written when every fold has finished
 
 # Fields a resumed run may change: when and how much to train, log, evaluate and save; how fast to learn from here
 # on; where the (same) data lives; this check's own settings. Any other difference (the model, the data, the seed,
@@ -105,6 +108,40 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict) -> None:
         f'--workdir={workdir} holds a run of another config: {shown}{more} changed, which changes the model or '
         'the data it was trained on',
         f'use a new --workdir; or, to resume anyway, add --config.allow_changed={",".join(changed)}')
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config the run in `workdir` used: config.json, else (a run older than config.json) the one
+  results.json carries."""
+  for name, key in ((CONFIG_JSON, None), (RESULTS_JSON, 'config')):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        saved = json.load(f)
+      return ml_collections.ConfigDict(saved[key] if key else saved)
+  raise errors.WorkdirError(f'--workdir={workdir}: neither {CONFIG_JSON} nor {RESULTS_JSON} is there, so this is '
+                            'not the workdir of a `python -m fn2en_jax.main` run',
+                            'pass the --workdir a run wrote (a k-fold one, or one of its fold_<i> folders)')
+
+
+def fold_dir(workdir: str, fold: int) -> str:
+  return os.path.join(workdir, f'fold_{fold}')
+
+
+def folds(workdir: str) -> list[int]:
+  """The folds a k-fold workdir has a fold_<i> folder for, in order (finished or not)."""
+  names = os.listdir(workdir) if os.path.isdir(workdir) else []
+  return sorted(int(n[5:]) for n in names if n.startswith('fold_') and n[5:].isdigit())
+
+
+def is_kfold(workdir: str) -> bool:
+  """Whether `workdir` holds a k-fold run (fold_<i>/ folders, then kfold.json) rather than the stages of one fold.
+  Its config.json says so from the first step (data.fold = -1), finished or not; a workdir without one (a run older
+  than config.json) is a k-fold one when it has kfold.json or fold_<i>/ folders."""
+  path = os.path.join(workdir, CONFIG_JSON)
+  if os.path.exists(path):
+    return load_config(workdir).data.fold == -1
+  return os.path.exists(os.path.join(workdir, KFOLD_JSON)) or bool(folds(workdir))
 
 
 def check(workdir: str, config: ml_collections.ConfigDict) -> None:

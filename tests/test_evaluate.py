@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, evaluate, results
+from fn2en_jax import errors, evaluate, predict, results, visualize
+from fn2en_jax import workdir as workdir_lib
 
 
 def test_classification_report_by_hand():
@@ -209,3 +210,22 @@ def test_evaluate_only_stages_of_the_run(tiny_run):
   with pytest.raises(errors.ConfigError, match=r"--stages: \['c'\] are not stages of the run"):
     evaluate.report(str(tiny_run[0]), stages=['b', 'c'])
   assert not (tiny_run[0] / 'report.json').exists()
+
+
+def test_an_unfinished_kfold_run_is_a_kfold_run_to_every_command(tiny_kfold, tmp_path):
+  """One rule (workdir.is_kfold) for evaluate, predict and visualize: a k-fold run whose last fold has not finished
+  (no kfold.json yet) is still a k-fold run, and evaluate says which folds are done instead of treating the
+  workdir as a single fold."""
+  work = tmp_path / 'unfinished'
+  shutil.copytree(tiny_kfold, work)
+  (work / 'kfold.json').unlink()
+  (work / 'kfold.md').unlink()
+  shutil.rmtree(work / 'fold_1' / 'scratch')
+  (work / 'fold_1' / 'results.json').unlink()
+  assert workdir_lib.is_kfold(str(work)) and workdir_lib.folds(str(work)) == [0, 1]
+  assert not workdir_lib.is_kfold(str(work / 'fold_0'))
+  assert predict.resolve_workdir(str(work), None) == str(work / 'fold_0')
+  assert visualize.run_dir(str(work), 0) == str(work / 'fold_0')
+  with pytest.raises(errors.WorkdirError, match=r'k-fold run that has not finished: .* are \[0\]'):
+    evaluate.report(str(work))
+  assert not (work / 'report.json').exists()

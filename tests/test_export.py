@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO
 from fn2en_jax import errors, export, predict
+from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 
 # The SavedModel runs the same StableHLO as JAX (XlaCallModule), so it matches to float32 rounding; TFLite runs its
@@ -30,7 +31,7 @@ def predictor(tiny_run):
 def crops(tiny_run, predictor):
   """Prepared uint8 crops of the stored evaluation faces, and two of random noise."""
   workdir, data_dir, _ = tiny_run
-  config = predict.load_config(str(workdir))
+  config = workdir_lib.load_config(str(workdir))
   examples = pipeline.load(config.data, config.data.split, data_dir=str(data_dir))
   faces = [predict.prepare(examples[i]['image'], predictor.spec) for i in range(5)]
   noise = np.random.default_rng(0).integers(0, 256, (2,) + faces[0].shape, dtype=np.uint8)

@@ -15,6 +15,7 @@ from PIL import Image
 import fixtures_datasets as fx
 from conftest import REPO
 from fn2en_jax import errors, predict
+from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import faces, pipeline
 
 # Face centres (x, y) of the drawn photos: two faces side by side, and one.
@@ -92,7 +93,7 @@ def test_crops_of_the_evaluation_set_reproduce_the_stage_evaluation(predictor, t
   """The stored evaluation faces through `Predictor.__call__` give the confusion matrix stage b recorded: the same
   preprocessing, the same final weights."""
   workdir, data_dir, _ = tiny_run
-  config = predict.load_config(str(workdir))
+  config = workdir_lib.load_config(str(workdir))
   examples = pipeline.load(config.data, config.data.split, data_dir=str(data_dir))
   _, test = pipeline.subject_split(examples, config.data.fold, config.data.num_folds)
   probs = predictor([test[i]['image'] for i in range(len(test))])
@@ -210,9 +211,9 @@ def test_k_fold_workdirs_and_runs_written_before_config_json(tiny_run, tmp_path,
   old = tmp_path / 'old'
   old.mkdir()
   (old / 'results.json').write_text((workdir / 'results.json').read_text())
-  assert predict.load_config(str(old)).data.to_dict() == predict.load_config(str(workdir)).data.to_dict()
+  assert workdir_lib.load_config(str(old)).data.to_dict() == workdir_lib.load_config(str(workdir)).data.to_dict()
   with pytest.raises(errors.WorkdirError, match='neither config.json nor results.json'):
-    predict.load_config(str(tmp_path))
+    workdir_lib.load_config(str(tmp_path))
 
 
 def test_annotating_into_the_input_folder_is_refused_before_anything_runs(predictor, tmp_path):

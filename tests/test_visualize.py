@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, evaluate, models, visualize
+from fn2en_jax import errors, models, visualize
+from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
 
@@ -29,7 +30,7 @@ def shown(tiny_run, tmp_path_factory):
 
 
 def _eval_images(workdir, data_dir):
-  config = evaluate.load_config(str(workdir))
+  config = workdir_lib.load_config(str(workdir))
   test = pipeline.splits(config.data, str(data_dir)).test
   return config, pipeline.eval_arrays(test, config.data)['image']
 

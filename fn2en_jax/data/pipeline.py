@@ -125,7 +125,8 @@ def validation_split(train: Examples, fraction: float) -> tuple[Examples, Exampl
   if count >= len(unique):
     raise errors.ConfigError(f'config.data.validation={fraction} would hold out {count} of the {len(unique)} '
                              'training subjects, leaving none to train on',
-                             'lower --config.data.validation (e.g. 0.1), or 0 for no validation set')
+                             'lower --config.data.validation, or set it to 0 for no validation set (the last step is then '
+                             'reported)')
   held_out = unique[np.round(np.arange(count) * len(unique) / count).astype(int)]
   is_validation = np.isin(train.subjects, held_out)
   return train.subset(np.flatnonzero(~is_validation)), train.subset(np.flatnonzero(is_validation))
