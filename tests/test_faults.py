@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 
@@ -35,6 +36,24 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, '-m', *args], cwd=REPO, capture_output=True, text=True, timeout=900,
                         env={**os.environ, **(env or {})})
+
+
+def run_clis(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+  """run_cli of each command, all started at once (most of such a run is importing JAX and TensorFlow)."""
+  started = []
+  for args in commands:
+    out, err = tempfile.TemporaryFile('w+'), tempfile.TemporaryFile('w+')  # no pipe to fill while others run
+    started.append((subprocess.Popen([sys.executable, '-m', *args], cwd=REPO, stdout=out, stderr=err, text=True),
+                    out, err))
+  done = []
+  for proc, out, err in started:
+    proc.wait(timeout=900)
+    out.seek(0)
+    err.seek(0)
+    done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read()))
+    out.close()
+    err.close()
+  return done
 
 
 def assert_one_line(done: subprocess.CompletedProcess, code: int, cause: str, remedy: str = '') -> None:
@@ -211,12 +230,15 @@ def run_main(workdir, *overrides: str, config: str = 'tests/tiny_config.py') -> 
 
 def test_config_mistakes_stop_before_any_work_in_one_line(tmp_path):
   work = tmp_path / 'work'
-  assert_one_line(run_main(work, '--config.stage_a.lr=0.1'), errors.CONFIG,
-                  re.escape('config field stage_a.lr does not exist'),
+  main = ['fn2en_jax.main', f'--workdir={work}']
+  misnamed, unknown_stage, no_face_net = run_clis([*main, '--config=tests/tiny_config.py', '--config.stage_a.lr=0.1'],
+                                                  [*main, '--config=tests/tiny_config.py',
+                                                   "--config.stages=('face','aa')"],
+                                                  [*main, '--config=configs/sfew.py'])
+  assert_one_line(misnamed, errors.CONFIG, re.escape('config field stage_a.lr does not exist'),
                   re.escape('did you mean stage_a.learning_rate?'))
-  assert_one_line(run_main(work, "--config.stages=('face','aa')"), errors.CONFIG,
-                  re.escape("config.stages: unknown stage(s) ['aa']"))
-  assert_one_line(run_main(work, config='configs/sfew.py'), errors.CONFIG, re.escape('config.teacher.init: '))
+  assert_one_line(unknown_stage, errors.CONFIG, re.escape("config.stages: unknown stage(s) ['aa']"))
+  assert_one_line(no_face_net, errors.CONFIG, re.escape('config.teacher.init: '))
   assert not work.exists()
 
 
@@ -277,34 +299,46 @@ def _final_state(stage_dir: pathlib.Path) -> dict:
     return ckpt.restore(checkpoint.latest_state_path(str(stage_dir)))
 
 
+@pytest.mark.slow
 def test_sigkill_in_stages_a_and_b_even_mid_checkpoint_then_rerun_equals_an_uninterrupted_run(tmp_path):
+  import tiny_config  # pylint: disable=import-outside-toplevel
+  from fn2en_jax.data import pipeline  # pylint: disable=import-outside-toplevel
   _save_random_face_net(tmp_path / 'face_net')
   overrides = _kill_overrides(tmp_path / 'tfds', tmp_path / 'face_net')
-  done = run_main(tmp_path / 'straight', *overrides)
-  assert done.returncode == 0, done.stderr[-3000:]
+  # The dataset is built here, once, so that the uninterrupted run and the killed ones, which run at the same time,
+  # only read it.
+  pipeline.load(tiny_config.get_config().data, 'train', data_dir=str(tmp_path / 'tfds'))
+  main = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py']
+  with (tmp_path / 'straight.log').open('w') as out:
+    uninterrupted = subprocess.Popen([*main, f'--workdir={tmp_path / "straight"}', *overrides], cwd=REPO, stdout=out,
+                                     stderr=subprocess.STDOUT)
+  try:
+    work = tmp_path / 'killed'
+    cmd = [*main, f'--workdir={work}', *overrides]
+    interrupted_writes = {}
+    for stage in ('a', 'b'):
+      stage_dir = work / stage
+      # Killed while a checkpoint is written (tried again if the write finished between the look and the kill) ...
+      for attempt in range(3):
+        first = _steps_and_tmp(stage_dir)[0]
+        _kill_when(cmd, tmp_path / f'{stage}_write_{attempt}.log', stage_dir, after=(first[-1] if first else 0) + 1,
+                   writing=True)
+        if _steps_and_tmp(stage_dir)[1]:  # the half-written checkpoint is still there
+          interrupted_writes[stage] = attempt + 1
+          break
+      # ... and between two checkpoints, further on.
+      steps = _steps_and_tmp(stage_dir)[0]
+      assert steps and steps[-1] < KILL_STEPS
+      _kill_when(cmd, tmp_path / f'{stage}_between.log', stage_dir, after=steps[-1] + 2, writing=False)
+      assert _steps_and_tmp(stage_dir)[0][-1] < KILL_STEPS  # killed mid-stage, not after it
+    assert set(interrupted_writes) == {'a', 'b'}, interrupted_writes
 
-  work = tmp_path / 'killed'
-  cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={work}', *overrides]
-  interrupted_writes = {}
-  for stage in ('a', 'b'):
-    stage_dir = work / stage
-    # Killed while a checkpoint is written (tried again if the write finished between the look and the kill) ...
-    for attempt in range(3):
-      first = _steps_and_tmp(stage_dir)[0]
-      _kill_when(cmd, tmp_path / f'{stage}_write_{attempt}.log', stage_dir, after=(first[-1] if first else 0) + 1,
-                 writing=True)
-      if _steps_and_tmp(stage_dir)[1]:  # the half-written checkpoint is still there
-        interrupted_writes[stage] = attempt + 1
-        break
-    # ... and between two checkpoints, further on.
-    steps = _steps_and_tmp(stage_dir)[0]
-    assert steps and steps[-1] < KILL_STEPS
-    _kill_when(cmd, tmp_path / f'{stage}_between.log', stage_dir, after=steps[-1] + 2, writing=False)
-    assert _steps_and_tmp(stage_dir)[0][-1] < KILL_STEPS  # killed mid-stage, not after it
-  assert set(interrupted_writes) == {'a', 'b'}, interrupted_writes
-
-  done = run_main(work, *overrides)
-  assert done.returncode == 0, done.stderr[-3000:]
+    done = run_main(work, *overrides)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert uninterrupted.wait(timeout=900) == 0, (tmp_path / 'straight.log').read_text()[-3000:]
+  finally:
+    uninterrupted.kill()  # if the test failed before its end
+    uninterrupted.wait()
   for stage in ('a', 'b'):
     straight, resumed = _final_state(tmp_path / 'straight' / stage), _final_state(work / stage)
     assert int(resumed['step']) == int(straight['step']) == KILL_STEPS
