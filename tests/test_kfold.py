@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -22,15 +23,34 @@ FOLD_STAGES = ['face', 'a', 'b', 'scratch']
 ONLY_AT_THE_END = ('log_every', 'eval_every', 'checkpoint_every')
 
 
-def _main(*args):
+def _start(*args):
+  """`python -m fn2en_jax.main *args`, started; _finish waits for it and returns its stdout."""
   # One CPU device: nothing in the k-fold loop depends on the device count (tests/test_parallel.py and
   # tests/test_main.py run sharded), and XLA compiles the tiny nets ~2.5x faster for one device than for four.
   env = dict(os.environ, XLA_FLAGS=re.sub(r'--xla_force_host_platform_device_count=\d+', '',
                                           os.environ.get('XLA_FLAGS', '')))
-  cmd = [sys.executable, '-m', 'fn2en_jax.main', *args]
-  done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done.stdout
+  out, err = tempfile.TemporaryFile('w+'), tempfile.TemporaryFile('w+')  # files: no pipe fills while others run
+  return subprocess.Popen([sys.executable, '-m', 'fn2en_jax.main', *args], cwd=REPO, env=env, stdout=out,
+                          stderr=err, text=True), out, err
+
+
+def _finish(started):
+  proc, out, err = started
+  try:
+    code = proc.wait(timeout=600)
+  finally:
+    proc.kill()
+  out.seek(0)
+  err.seek(0)
+  stdout, stderr = out.read(), err.read()
+  out.close()
+  err.close()
+  assert code == 0, stderr[-3000:]
+  return stdout
+
+
+def _main(*args):
+  return _finish(_start(*args))
 
 
 def _results(workdir, fold):
@@ -74,6 +94,38 @@ def synth_kfold(tmp_path_factory):
   return workdir, args, _main(*args)
 
 
+RERUN_KEEPS = ('fold_0/results.json', 'fold_1/results.json', 'face_net/face_net.json', 'face_pretrain/summary.json')
+
+
+@pytest.fixture(scope='module')
+def rerun_and_ck_plus(synth_kfold, tmp_path_factory):
+  """After the synthetic run: its rerun, and configs/ck_plus.py as written, shrunk to seconds, on the CK+ fixture
+  with the synthetic run's face net as teacher.init, started together (each is mostly a process's start and XLA
+  compiling, which two cores do side by side). Returns what the tests below check."""
+  workdir, args, _ = synth_kfold
+  out = {'mtimes': [os.stat(workdir / p).st_mtime_ns for p in RERUN_KEEPS],
+         'report': (workdir / 'kfold.json').read_text()}
+  root = tmp_path_factory.mktemp('ck_plus')
+  out['expected'] = fx.write_ck_plus(root / 'ck_plus', np.random.default_rng(0))['8class']
+  # The recipe's budgets are in epochs; 0 epochs hands each back to the step counts given here.
+  tiny = dict(num_steps=4, batch_size=8, warmup_steps=0, optimizer='adamw', learning_rate=1e-3, weight_decay=5e-4,
+              num_epochs=0, warmup_epochs=0, eval_every_epochs=0, checkpoint_every_epochs=0,
+              **{k: 4 for k in ONLY_AT_THE_END})
+  overrides = {'data.manual_dir': root / 'ck_plus', 'data_dir': root / 'tfds', 'data.image_size': 32,
+               'data.num_folds': 2, 'data.fold': -1, 'data.num_threads': 1, 'data.prefetch': 2,
+               'data.validation': 0,  # a fold of this 2-subject fixture trains on one subject: none to hold out
+               'teacher.init': workdir / 'face_net', 'student.widths': '(4, 4, 8, 8, 8)', 'student.fc_dim': 16,
+               'compilation_cache_dir': '',
+               **{f'stage_{stage}.{k}': v for stage in FOLD_STAGES for k, v in tiny.items()}}
+  out['ck_plus'] = root / 'work'
+  rerun = _start(*args)
+  ck_plus = _start('--config=configs/ck_plus.py', f'--workdir={out["ck_plus"]}',
+                   *(f'--config.{k}={v}' for k, v in overrides.items()))
+  out['rerun_stdout'], out['ck_plus_stdout'] = _finish(rerun), _finish(ck_plus)
+  return out
+
+
+@pytest.mark.slow
 def test_synth_kfold_runs_every_fold_and_reports_them(synth_kfold):
   workdir, _, stdout = synth_kfold
   assert sorted(os.listdir(workdir)) == ['config.json', 'face_net', 'face_pretrain', 'fold_0', 'fold_1', 'kfold.json',
@@ -94,34 +146,19 @@ def test_synth_kfold_runs_every_fold_and_reports_them(synth_kfold):
   assert (workdir / 'kfold.md').read_text().strip() in stdout
 
 
-def test_rerun_skips_finished_folds(synth_kfold):
-  workdir, args, _ = synth_kfold
-  paths = [workdir / 'fold_0' / 'results.json', workdir / 'fold_1' / 'results.json', workdir / 'face_net' /
-           'face_net.json', workdir / 'face_pretrain' / 'summary.json']
-  before = [os.stat(p).st_mtime_ns for p in paths]
-  report = (workdir / 'kfold.json').read_text()
-  stdout = _main(*args)
-  assert [os.stat(p).st_mtime_ns for p in paths] == before
-  assert (workdir / 'kfold.json').read_text() == report
-  assert (workdir / 'kfold.md').read_text().strip() in stdout
-
-
-def test_kfold_of_configs_ck_plus_on_the_ck_plus_fixture(synth_kfold, tmp_path):
-  """configs/ck_plus.py as written, shrunk to seconds, with the synthetic run's face net as teacher.init."""
+@pytest.mark.slow
+def test_rerun_skips_finished_folds(synth_kfold, rerun_and_ck_plus):
   workdir = synth_kfold[0]
-  expected = fx.write_ck_plus(tmp_path / 'ck_plus', np.random.default_rng(0))['8class']
-  # The recipe's budgets are in epochs; 0 epochs hands each back to the step counts given here.
-  tiny = dict(num_steps=4, batch_size=8, warmup_steps=0, optimizer='adamw', learning_rate=1e-3, weight_decay=5e-4,
-              num_epochs=0, warmup_epochs=0, eval_every_epochs=0, checkpoint_every_epochs=0,
-              **{k: 4 for k in ONLY_AT_THE_END})
-  overrides = {'data.manual_dir': tmp_path / 'ck_plus', 'data_dir': tmp_path / 'tfds', 'data.image_size': 32,
-               'data.num_folds': 2, 'data.fold': -1, 'data.num_threads': 1, 'data.prefetch': 2,
-               'data.validation': 0,  # a fold of this 2-subject fixture trains on one subject: none to hold out
-               'teacher.init': workdir / 'face_net', 'student.widths': '(4, 4, 8, 8, 8)', 'student.fc_dim': 16,
-               'compilation_cache_dir': '',
-               **{f'stage_{stage}.{k}': v for stage in FOLD_STAGES for k, v in tiny.items()}}
-  out = tmp_path / 'work'
-  _main('--config=configs/ck_plus.py', f'--workdir={out}', *(f'--config.{k}={v}' for k, v in overrides.items()))
+  out = rerun_and_ck_plus
+  assert [os.stat(workdir / p).st_mtime_ns for p in RERUN_KEEPS] == out['mtimes']
+  assert (workdir / 'kfold.json').read_text() == out['report']
+  assert (workdir / 'kfold.md').read_text().strip() in out['rerun_stdout']
+
+
+@pytest.mark.slow
+def test_kfold_of_configs_ck_plus_on_the_ck_plus_fixture(rerun_and_ck_plus):
+  """configs/ck_plus.py as written, shrunk to seconds, with the synthetic run's face net as teacher.init."""
+  out, expected = rerun_and_ck_plus['ck_plus'], rerun_and_ck_plus['expected']
   report = _check_report(out, 2, {'scratch': 88.7, 'face': 89.9, 'b': 96.8})
   # The fixture's subjects, sorted, dealt into 2 folds: fold i tests subjects[i::2], exactly their examples.
   subjects = sorted({subject for subject, *_ in expected})
