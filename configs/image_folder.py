@@ -17,8 +17,9 @@ options of the build are `config.data.builder_options`, e.g.
 Folds: `data.num_folds` subject folds (`--config.data.fold=-1` runs each and writes kfold.md). With few subjects
 (say under 20), hold out one subject at a time instead: `--config.data.protocol=leave_one_subject_out
 --config.data.num_folds=<number of subjects>` (the run says the number if it is wrong).
-Images are stored at 150x150 (the dlib net's input) and read at `data.image_size`. Hyper-parameters: fn2en_jax/recipe.py
-(`train_size` there turns epochs into steps: set it near your training-fold size, or override num_steps per stage);
+Images are stored at 150x150 (the dlib net's input) and read at `data.image_size`. Hyper-parameters: fn2en_jax/recipe.py,
+every budget in epochs of each fold's own training set (so nothing here depends on the size of your dataset), each
+stage's checkpoint chosen on validation subjects held out of the training subjects (`data.validation`);
 configs/ck_plus_48_dlib.py is a recipe sized for a CPU.
 """
 
