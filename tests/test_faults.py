@@ -302,12 +302,18 @@ def _final_state(stage_dir: pathlib.Path) -> dict:
 @pytest.mark.slow
 def test_sigkill_in_stages_a_and_b_even_mid_checkpoint_then_rerun_equals_an_uninterrupted_run(tmp_path):
   import tiny_config  # pylint: disable=import-outside-toplevel
-  from fn2en_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  from fn2en_jax import experiment  # pylint: disable=import-outside-toplevel
   _save_random_face_net(tmp_path / 'face_net')
   overrides = _kill_overrides(tmp_path / 'tfds', tmp_path / 'face_net')
-  # The dataset is built here, once, so that the uninterrupted run and the killed ones, which run at the same time,
-  # only read it.
-  pipeline.load(tiny_config.get_config().data, 'train', data_dir=str(tmp_path / 'tfds'))
+  # The dataset and the face stage (stage a's teacher) are made here, once, in this process; both workdirs start
+  # with that face stage, finished (so skipped), and the uninterrupted run and the killed ones, which run at the
+  # same time, only read the dataset.
+  config = tiny_config.get_config()
+  config.update(dict(data_dir=str(tmp_path / 'tfds'), stages=('face',)))
+  config.teacher.init = str(tmp_path / 'face_net')
+  experiment.run(config, str(tmp_path / 'teacher'))
+  for workdir in ('straight', 'killed'):
+    shutil.copytree(tmp_path / 'teacher' / 'face', tmp_path / workdir / 'face')
   main = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py']
   with (tmp_path / 'straight.log').open('w') as out:
     uninterrupted = subprocess.Popen([*main, f'--workdir={tmp_path / "straight"}', *overrides], cwd=REPO, stdout=out,
