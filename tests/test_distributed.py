@@ -8,6 +8,7 @@ reruns and a restart)."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -244,8 +245,8 @@ def _saved_steps(stage_dir):
 @pytest.fixture(scope='module')
 def interruptions(tmp_path_factory, tiny_run):
   """SIGTERM, a dead host and restarts, on one 2-host run and one 1-process run, which run side by side (much of
-  their time is spent waiting: for the first progress report, for the heartbeat timeout):
-  1. SIGTERM to process 0 of each once it trains (no periodic checkpoint: only the preemption saves);
+  their time is spent starting processes and waiting for the heartbeat timeout):
+  1. SIGTERM to process 0 of each as its steps start (no periodic checkpoint: only the preemption saves);
   2. the reruns: the 1-process one trains 5 steps past the preempted step and ends; the 2-host one checkpoints every
      5 steps and, after its first checkpoint past the preempted step, loses host 1 to SIGKILL;
   3. the 2-host restart trains 5 steps past its last checkpoint.
@@ -261,7 +262,7 @@ def interruptions(tmp_path_factory, tiny_run):
     started = {'two': _start(two, data_dir, *preempt), 'one': _start(one, data_dir, *preempt, processes=1)}
     everything += [proc for procs in started.values() for proc, _ in procs]
     for procs in started.values():
-      _wait_for_progress(procs[0][1], procs)
+      _wait_for_training(procs[0][1], procs)
       procs[0][0].send_signal(signal.SIGTERM)  # one host preempted: every host must stop at the same step
     for name, workdir in (('two', two), ('one', one)):
       out[name]['sigterm_codes'], out[name]['sigterm_logs'] = _wait(started[name], timeout=300)
@@ -352,12 +353,14 @@ def _wait_for_checkpoint(stage_dir, started, after=0, timeout=300):
   raise TimeoutError(f'no checkpoint after step {after} in {stage_dir} after {timeout} s')
 
 
-def _wait_for_progress(log, started, timeout=300):
-  """Until the first training steps ran (ReportProgress logs steps/s every few seconds)."""
+def _wait_for_training(log, started, timeout=300):
+  """Until the stage starts its steps (the loop logs its sizes first). SIGTERM is watched from the start of the run
+  (fn2en_jax/train/preemption.py), so a signal from here on lands in the first steps, which end with a checkpoint
+  and exit 6; the first progress report, 10 s into the steps, need not be waited for."""
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
-    if 'steps/s' in open(log).read() or 'Setting work unit notes' in open(log).read():
+    if re.search(r'scratch: \d+ train / .* steps of batch', open(log).read()):
       return
     assert all(p.poll() is None for p, _ in started), open(log).read()[-3000:]
-    time.sleep(0.5)
-  raise TimeoutError('no training progress logged')
+    time.sleep(0.2)
+  raise TimeoutError('the stage did not start')
