@@ -27,6 +27,7 @@ def _code_cells():
       yield ''.join(line for line in cell['source'] if not line.lstrip().startswith('!'))
 
 
+@pytest.mark.slow  # the notebook end to end: a minute of CPU beside the shared tiny run
 def test_evaluation_notebook_on_a_finished_run(tiny_run, tmp_path, capsys):
   workdir = tmp_path / 'work'  # the notebook writes its report into the workdir: a copy keeps the shared run as is
   shutil.copytree(tiny_run[0], workdir)
