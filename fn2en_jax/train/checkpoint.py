@@ -42,7 +42,11 @@ BEST = 'best'
 def best_manager(stage_dir: str) -> ocp.CheckpointManager:
   """One checkpoint, `<stage_dir>/best/<step>/`: the 'state' and its 'selection' record (step, validation summary),
   saved together so that a kill can never pair a state with another step's record."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+  # Its own barrier names: on several hosts it saves the same step as the stage's manager, and Orbax's barriers
+  # are named by step, so the two saves would otherwise wait on one barrier and abort.
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=1, create=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix='best'))
   return ocp.CheckpointManager(os.path.join(os.path.abspath(stage_dir), BEST), options=options,
                                item_names=('state', 'selection'))
 
