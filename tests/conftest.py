@@ -18,16 +18,32 @@ import subprocess
 import sys
 import tempfile
 
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4'
-                           ' --xla_backend_optimization_level=0').strip()
-_CACHE = tempfile.mkdtemp(prefix='fn2en_jax_xla_cache_')
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+# pytest-xdist's workers inherit this environment from the controlling process, which imported this file first:
+# they keep its flags and share its cache (a program one worker compiled, the other reads) rather than each
+# making its own. The process that made the cache removes it.
+if 'FN2EN_JAX_TEST_CACHE' not in os.environ:
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4'
+                             ' --xla_backend_optimization_level=0').strip()
+  os.environ['FN2EN_JAX_TEST_CACHE'] = tempfile.mkdtemp(prefix='fn2en_jax_xla_cache_')
+  atexit.register(shutil.rmtree, os.environ['FN2EN_JAX_TEST_CACHE'], ignore_errors=True)
+os.environ['JAX_COMPILATION_CACHE_DIR'] = os.environ['FN2EN_JAX_TEST_CACHE']
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto` (pyproject.toml): one worker per core, at most 4.
+
+  Most of the suite's time is single-threaded (Python imports, tracing, XLA compiling tiny programs, processes
+  waiting on each other), so two workers keep two cores busy where one kept one. Each worker builds the
+  session's shared runs it needs (`tiny_run`) itself, so beyond a few workers the duplicates cost more than the
+  parallelism gains; the cap also bounds memory (every worker and each `python -m` it starts holds JAX and TF).
+  """
+  del config
+  return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture(scope='session')
