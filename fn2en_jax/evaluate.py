@@ -21,31 +21,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from fn2en_jax import errors, kfold, results
+from fn2en_jax import errors, kfold, metrics, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
-from fn2en_jax.stages import STAGES, Context, budgeted
+from fn2en_jax.stages import STAGES, Context, budgeted, classifiers
 from fn2en_jax.train import checkpoint, loop, parallel
 
 REPORT = 'report'  # report.md, report.json and the figures' folder report/
-# Stages whose evaluation is a classification (the others, stage a, report their own loss only).
-CLASSIFIERS = ('face_pretrain', 'face', 'b', 'scratch')
-
-
-def per_class_scores(counts: np.ndarray, class_names: Sequence[str]) -> dict[str, dict]:
-  """Precision, recall (the class's accuracy) and F1 per class from counts[true, predicted]. A class never
-  predicted has precision 0, one never present recall 0 (and its support, 0, says why)."""
-  counts = np.asarray(counts, np.float64)
-  tp, predicted, support = np.diag(counts), counts.sum(axis=0), counts.sum(axis=1)
-  precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-  recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-  f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
-  return {name: {'precision': float(precision[i]), 'recall': float(recall[i]), 'f1': float(f1[i]),
-                 'support': int(support[i])} for i, name in enumerate(class_names)}
 
 
 def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, k: int) -> list[dict]:
@@ -161,7 +147,7 @@ def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tu
                              f'the {mesh.size} devices here', 'evaluate on as many devices as the run trained on')
   arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
   evaluate_ = loop._evaluate  # pylint: disable=protected-access  # the loop's own eval path, not a copy of it
-  if name not in CLASSIFIERS:
+  if name not in classifiers():
     return evaluate_(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh), None
   keep_all = dataclasses.replace(stage, summarize=lambda outputs: outputs)
   step = parallel.data_parallel_eval(_with_probabilities(stage.eval_step), mesh)
@@ -181,7 +167,7 @@ def stage_report(name: str, summary: dict, outputs: dict | None, figures: str, n
   names = summary['class_names']
   counts = np.asarray(summary['confusion_matrix'])
   rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-  entry['per_class'] = per_class_scores(counts, names)
+  entry['per_class'] = metrics.per_class_scores(counts, names)
   entry['confusion_matrix_rates'] = rates.tolist()
   entry['mistakes'] = [{**m, 'true_class': names[m['label']], 'predicted_class': names[m['prediction']]}
                        for m in confident_mistakes(outputs['label'], outputs['probabilities'], num_mistakes)]
@@ -300,22 +286,22 @@ def report(workdir: str, **kwargs) -> dict:
   return report_run(workdir, **kwargs)
 
 
-def _main(argv, flags) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-
-  def body():
-    workdir = flags.FLAGS.workdir
-    report(workdir, data_dir=flags.FLAGS.data_dir or None, num_mistakes=flags.FLAGS.num_mistakes,
-           stages=flags.FLAGS.stages or None)
-    print(f'Written to {os.path.join(os.path.abspath(os.path.expanduser(workdir)), REPORT + ".md")}', flush=True)
-
-  errors.boundary(body)
-
-
-if __name__ == '__main__':
+def define_flags() -> None:
+  """The command's flags; defined when it runs, not on import, so that other code can import this module."""
   flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).', required=True)
   flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
   flags.DEFINE_list('stages', [], 'Only these stages (comma-separated); default every finished stage.')
   flags.DEFINE_integer('num_mistakes', 16, 'Faces in the grid of the most confident mistakes, per stage.')
-  app.run(lambda argv: _main(argv, flags))
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise errors.ConfigError(f'unexpected arguments: {argv[1:]}', 'pass everything as --flag=value')
+  f = flags.FLAGS
+  report(f.workdir, data_dir=f.data_dir or None, num_mistakes=f.num_mistakes, stages=f.stages or None)
+  print(f'Written to {os.path.join(os.path.abspath(os.path.expanduser(f.workdir)), REPORT + ".md")}', flush=True)
+
+
+if __name__ == '__main__':
+  define_flags()
+  errors.run_app(main)

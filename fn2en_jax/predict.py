@@ -52,14 +52,14 @@ import numpy as np
 from absl import flags, logging
 from PIL import Image
 
-from fn2en_jax import errors, models
+from fn2en_jax import errors, models, stages
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import build, faces, pipeline
 from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.train import checkpoint
 
 BATCH_SIZE = 64
-STAGES = ('b', 'scratch', 'face')
+STAGES = stages.expression_nets()  # the trained nets that classify expressions
 # Datasets distributed as grey images (the builders store them as three equal channels): a colour photo would show
 # the net something it never saw in training.
 GREY_DATASETS = ('ck_plus', 'ck_plus_48', 'fer2013', 'tfd')
@@ -191,37 +191,21 @@ def class_names(workdir: str, stage: str) -> tuple[str, ...]:
   path = os.path.join(workdir, workdir_lib.RESULTS_JSON)
   if os.path.exists(path):
     with open(path) as f:
-      stages = json.load(f)['stages']
-    if stage in stages:
-      return tuple(stages[stage]['class_names'])
+      summaries = json.load(f)['stages']
+    if stage in summaries:
+      return tuple(summaries[stage]['class_names'])
   raise errors.WorkdirError(f'{os.path.join(workdir, stage)}: stage {stage!r} has no summary.json; it has not '
                             'finished in this workdir', f'run it first, or pick another --stage of {STAGES}')
 
 
 def build_model(config: ml_collections.ConfigDict, stage: str, num_classes: int):
-  """The net a stage trained: the student for b and scratch, the fine-tuned face net for face."""
-  if stage in ('b', 'scratch'):
+  """The net a stage trained (its `stages.Role`): the student for b and scratch, the fine-tuned face net for face."""
+  if stage in STAGES and stages.STAGES[stage].ROLE.net == 'student':
     return expnet.from_config(config, num_classes)
-  if stage == 'face':
+  if stage in STAGES and stages.STAGES[stage].ROLE.net == 'face_net':
     return face_nets.build(config.teacher, num_classes, models.dtype(config))
   raise errors.ConfigError(f'--stage={stage!r}: expected one of {STAGES}', 'b is FN2EN, scratch the baseline '
                            'trained from random initialisation, face the fine-tuned face net')
-
-
-def restore_variables(model, image_size: int, stage_dir: str) -> dict:
-  """The parameters and BatchNorm statistics of the net `stage_dir` trained (its chosen checkpoint; not its optimizer
-  state)."""
-  images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), images)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = {c: jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), v)
-            for c, v in shapes.items() if c in ('params', 'batch_stats') and v}
-  try:
-    path = checkpoint.trained_state_path(stage_dir)
-  except FileNotFoundError as e:
-    raise errors.WorkdirError(f'{stage_dir}: no finished checkpoint', 'run that stage first, or pick another '
-                              '--stage') from e
-  return checkpoint.restore_subset(path, target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,7 +231,7 @@ class Predictor:
     config = workdir_lib.load_config(run_dir)
     names = class_names(run_dir, stage)
     model = build_model(config, stage, len(names))
-    variables = restore_variables(model, config.data.image_size, os.path.join(run_dir, stage))
+    variables = checkpoint.trained_variables(model, config.data.image_size, os.path.join(run_dir, stage))
     return cls(model, variables, names, crop_spec(config), **kwargs)
 
   def forward(self, variables: dict, images: jax.Array) -> jax.Array:

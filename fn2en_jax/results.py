@@ -1,43 +1,18 @@
-"""What a run measures and writes: accuracy, mean per-class accuracy, confusion matrices, and the results table
-in the paper's form (results.md, results.json and one confusion-matrix PNG per row of the table)."""
+"""What a run writes: the results table in the paper's form (results.md, results.json and one confusion-matrix PNG
+per row of the table). Its rows are the stages' own (`stages.Role`); the numbers in them come from metrics.py."""
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
-
 import numpy as np
 
+from fn2en_jax import stages
 from fn2en_jax import workdir as workdir_lib
-
-# Rows of the paper's tables: (row name, stage whose final evaluation fills it).
-ROWS = (('Train from scratch (BN)', 'scratch'), ('Face net fine-tune (baseline)', 'face'), ('FN2EN', 'b'))
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-  """counts[true, predicted]."""
-  counts = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
-  return counts
-
-
-def classification_report(labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]) -> dict:
-  """Accuracy over examples, and accuracy averaged over the classes present (robust to class imbalance)."""
-  counts = confusion_matrix(labels, predictions, len(class_names))
-  per_class_total = counts.sum(axis=1)
-  present = per_class_total > 0
-  per_class = np.diag(counts)[present] / per_class_total[present]
-  return {'accuracy': float(np.trace(counts) / max(counts.sum(), 1)),
-          'mean_per_class_accuracy': float(per_class.mean()) if present.any() else 0.0,
-          'num_examples': int(counts.sum()),
-          'class_names': list(class_names),
-          'confusion_matrix': counts.tolist()}
-
 
 def results_table(summaries: dict[str, dict]) -> str:
   """The markdown table of the rows whose stages ran."""
   lines = ['| method | accuracy | mean per-class accuracy |', '| --- | --- | --- |']
-  for row, stage in ROWS:
+  for row, stage in stages.rows():
     if stage in summaries:
       s = summaries[stage]
       lines.append(f"| {row} | {100 * s['accuracy']:.2f} | {100 * s['mean_per_class_accuracy']:.2f} |")
@@ -74,7 +49,7 @@ def plot_confusion(summary: dict, title: str, path: str) -> None:
 def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, test_set: str) -> str:
   """Writes results.md, results.json and one confusion-matrix PNG per row; returns the table."""
   table = results_table(summaries)
-  rows = {row: stage for row, stage in ROWS if stage in summaries}
+  rows = {row: stage for row, stage in stages.rows() if stage in summaries}
   for row, stage in rows.items():
     plot_confusion(summaries[stage], row, os.path.join(workdir, f'confusion_{stage}.png'))
   times = '\n'.join(f"- {stage}: {s['wall_time_s']:.1f} s" for stage, s in summaries.items())

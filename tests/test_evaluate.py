@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, evaluate, predict, results, visualize
+from fn2en_jax import errors, evaluate, metrics, predict, results, visualize
 from fn2en_jax import workdir as workdir_lib
 
 
@@ -17,7 +17,7 @@ def test_classification_report_by_hand():
   names = ('neutral', 'anger', 'happy', 'sadness')
   labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
   preds = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-  report = results.classification_report(labels, preds, names)
+  report = metrics.classification_report(labels, preds, names)
   assert report['accuracy'] == pytest.approx(6 / 8)
   # neutral 3/4, anger 1/2, happy 2/2; sadness has no test example and does not count.
   assert report['mean_per_class_accuracy'] == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
@@ -51,8 +51,8 @@ def test_per_class_scores_against_the_examples():
   labels = rng.integers(0, 4, 200)  # 'fear' is never the true class
   predictions = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 5, 200))
   predictions[predictions == 3] = 2  # 'sadness' is never predicted
-  counts = results.confusion_matrix(labels, predictions, len(names))
-  scores = evaluate.per_class_scores(counts, names)
+  counts = metrics.confusion_matrix(labels, predictions, len(names))
+  scores = metrics.per_class_scores(counts, names)
   for c, name in enumerate(names):
     tp = np.sum((predictions == c) & (labels == c))
     precision = tp / np.sum(predictions == c) if np.any(predictions == c) else 0.0

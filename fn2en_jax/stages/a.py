@@ -21,11 +21,12 @@ from jax import lax
 from fn2en_jax import errors, losses, models
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
-from fn2en_jax.stages import Context, teacher_cache
+from fn2en_jax.stages import Context, Role, teacher_cache
 from fn2en_jax.train import checkpoint, loop, parallel, state
 
 NAME = 'a'
 READS = 'face'  # the fine-tuned face net is the teacher
+ROLE = Role(net='student', classifies=None)  # regresses the teacher's features; no row of its own
 
 
 def validate(config) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from fn2en_jax import losses, results
+from fn2en_jax import losses, metrics
 from fn2en_jax.data import pipeline
 from fn2en_jax.train import loop, parallel
 from fn2en_jax.train.state import TrainState
@@ -55,7 +55,7 @@ def eval_step(state: TrainState, batch: dict, aux: Any) -> dict:
 
 def summarize(outputs: dict[str, np.ndarray], class_names) -> dict:
   keep = outputs['mask'].astype(bool)
-  report = results.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
+  report = metrics.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
   return {**report, 'loss': float(outputs['loss'][keep].mean())}
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from fn2en_jax import errors, models
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
-from fn2en_jax.stages import Context, classification
+from fn2en_jax.stages import Context, Role, classification
 from fn2en_jax.train import parallel, state
 
 NAME = 'face_pretrain'
 READS = None
+ROLE = Role(net='face_net', classifies='identities')  # trains the face net on identities: no row
 
 
 def validate(config) -> None:

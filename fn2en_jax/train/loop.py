@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, metrics, parameter_overview, periodic_actions
+from clu import metrics, parameter_overview
 
 from fn2en_jax import errors
 from fn2en_jax.data import pipeline
@@ -157,6 +157,9 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   eval_step = parallel.data_parallel_eval(stage.eval_step, mesh)
   validation = pipeline.eval_arrays(stage.validation_examples, stage.data_cfg) if best_mngr else None
 
+  # clu's writers import TensorFlow (seconds of start-up): imported here, by a run, and not by every command that
+  # only reads what a stage is (predict, export, evaluate import the stages).
+  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   writer = metric_writers.create_default_writer(os.path.join(stage_dir, 'tensorboard'),
                                                 just_logging=jax.process_index() > 0)
   if not done:
