@@ -28,6 +28,7 @@ from tensorboard.util import tensor_util
 from fn2en_jax import errors, kfold, metrics, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
+from fn2en_jax.models import preprocess
 from fn2en_jax.stages import STAGES, Context, budgeted, classifiers
 from fn2en_jax.train import checkpoint, loop, parallel
 
@@ -43,11 +44,6 @@ def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, k: int) ->
   order = wrong[np.argsort(-confidence, kind='stable')][:k]
   return [{'index': int(i), 'label': int(labels[i]), 'prediction': int(predictions[i]),
            'confidence': float(probabilities[i, predictions[i]])} for i in order]
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Model input in [-1, 1] -> displayable RGB 0-255."""
-  return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
 def plot_matrix(matrix: np.ndarray, names: Sequence[str], title: str, path: str, *, normalized: bool) -> None:
@@ -80,7 +76,7 @@ def plot_mistakes(images: np.ndarray, mistakes: list[dict], class_names: Sequenc
   for ax in axes.flat:
     ax.axis('off')
   for ax, m in zip(axes.flat, mistakes):
-    ax.imshow(to_uint8(images[m['index']]))
+    ax.imshow(preprocess.to_uint8(images[m['index']]))
     ax.set_title(f"{class_names[m['label']]}\n-> {class_names[m['prediction']]} ({m['confidence']:.2f})",
                  fontsize=7)
   if not mistakes:

@@ -55,7 +55,7 @@ from PIL import Image
 from fn2en_jax import errors, models, stages
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import build, faces, pipeline
-from fn2en_jax.models import expnet, face_nets
+from fn2en_jax.models import expnet, face_nets, preprocess
 from fn2en_jax.train import checkpoint
 
 BATCH_SIZE = 64
@@ -154,11 +154,11 @@ def prepare(crop: np.ndarray, spec: CropSpec) -> np.ndarray:
 
 
 def model_input(images: jax.Array, grey: bool) -> jax.Array:
-  """uint8 RGB (N, S, S, 3) -> float32 in [-1, 1], grey first for grey datasets (`pipeline.normalize`'s scale)."""
+  """uint8 RGB (N, S, S, 3) -> float32 in [-1, 1], grey first for grey datasets (the training pipeline's `preprocess.from_uint8`)."""
   x = images.astype(jnp.float32)
   if grey:
     x = jnp.repeat(x @ jnp.asarray(LUMA, jnp.float32)[:, None], 3, axis=-1)
-  return x / 127.5 - 1.0
+  return preprocess.from_uint8(x)
 
 
 # --- The trained net --------------------------------------------------------------------------------------------

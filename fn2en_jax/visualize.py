@@ -37,7 +37,7 @@ from jax import lax
 from fn2en_jax import errors, evaluate, models, results, stages
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
-from fn2en_jax.models import expnet, face_nets
+from fn2en_jax.models import expnet, face_nets, preprocess
 from fn2en_jax.train import checkpoint
 
 STUDENT_LAYERS = tuple(f'pool{i}' for i in range(1, 6))
@@ -184,10 +184,10 @@ def plot(nets: dict[str, dict], images: np.ndarray, path: str) -> None:
     for ax in axes.flat:
       ax.axis('off')
     for r, entry in enumerate(net['neurons']):
-      axes[r, 0].imshow(evaluate.to_uint8(net['synthesised'][r]))
+      axes[r, 0].imshow(preprocess.to_uint8(net['synthesised'][r]))
       axes[r, 0].set_title(f"ch {entry['channel']}", fontsize=6, pad=2)
       for c, (face, value) in enumerate(zip(entry['top_faces'], entry['top_face_activations']), start=1):
-        axes[r, c].imshow(evaluate.to_uint8(images[face]))
+        axes[r, c].imshow(preprocess.to_uint8(images[face]))
         axes[r, c].set_title(f'{value:.2f}', fontsize=6, pad=2)
     panel.suptitle(title, fontsize=8)
   fig.savefig(path, dpi=80)

@@ -17,6 +17,7 @@ from conftest import REPO
 from fn2en_jax import errors, predict
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import faces, pipeline
+from fn2en_jax.models import preprocess
 
 # Face centres (x, y) of the drawn photos: two faces side by side, and one.
 TWO = ((100, 130), (300, 130))
@@ -231,4 +232,4 @@ def test_grey_datasets_see_grey_faces():
   expected = cv2.cvtColor(rgb.reshape(16, 8, 3), cv2.COLOR_RGB2GRAY).reshape(2, 8, 8) / 127.5 - 1
   np.testing.assert_allclose(grey[..., 0], expected, atol=1 / 127.5)  # cv2 rounds to integers, this does not
   assert (grey == grey[..., :1]).all()
-  np.testing.assert_allclose(np.asarray(predict.model_input(rgb, grey=False)), pipeline.normalize(rgb), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(predict.model_input(rgb, grey=False)), preprocess.from_uint8(rgb), atol=1e-6)
