@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from fn2en_jax import errors, models
+from fn2en_jax import cli, errors, models
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
@@ -443,4 +443,4 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_file('config', 'configs/bench.py', 'Benchmark config file.', lock_config=True)
   flags.DEFINE_string('output', '', 'Write the results here as JSON.')
   flags.DEFINE_string('compare', '', 'A JSON file of an earlier run: print the ratios new/old.')
-  errors.run_app(main)
+  cli.run_app(main)

@@ -25,7 +25,7 @@ from absl import flags
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from fn2en_jax import errors, kfold, metrics, results
+from fn2en_jax import cli, errors, kfold, metrics, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import preprocess
@@ -300,4 +300,4 @@ def main(argv) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  errors.run_app(main)
+  cli.run_app(main)

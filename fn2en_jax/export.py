@@ -32,7 +32,7 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from fn2en_jax import errors, predict
+from fn2en_jax import cli, errors, predict
 
 FORMATS = ('saved_model', 'tflite')
 LABELS = 'labels.txt'
@@ -153,4 +153,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  errors.run_app(main)
+  cli.run_app(main)

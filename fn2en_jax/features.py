@@ -16,7 +16,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from fn2en_jax import errors
+from fn2en_jax import cli, errors
 from fn2en_jax.models import face_nets, preprocess
 
 # None of them required=True: absl would then refuse to parse any other command's flags in a process that imports
@@ -75,4 +75,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  errors.run_app(main)
+  cli.run_app(main)

@@ -33,7 +33,7 @@ import jax
 import ml_collections
 from absl import app, flags
 
-from fn2en_jax import errors, stages
+from fn2en_jax import cli, errors, stages
 from fn2en_jax import workdir as workdir_lib
 
 METRICS = ('accuracy', 'mean_per_class_accuracy')
@@ -218,4 +218,4 @@ if __name__ == '__main__':
   flags.DEFINE_list('workdirs', None, 'Finished k-fold workdirs (--config.data.fold=-1) of one config, other seeds.',
                     required=True)
   flags.DEFINE_string('output', '', 'Also write the pooled report to OUTPUT.md and OUTPUT.json.')
-  errors.run_app(main)
+  cli.run_app(main)

@@ -52,7 +52,7 @@ import numpy as np
 from absl import flags, logging
 from PIL import Image
 
-from fn2en_jax import errors, models, stages
+from fn2en_jax import cli, errors, models, stages
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import build, faces, pipeline
 from fn2en_jax.models import expnet, face_nets, preprocess
@@ -626,4 +626,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  errors.run_app(main)
+  cli.run_app(main)

@@ -34,7 +34,7 @@ import numpy as np
 from absl import flags
 from jax import lax
 
-from fn2en_jax import errors, evaluate, models, results, stages
+from fn2en_jax import cli, errors, evaluate, models, results, stages
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets, preprocess
@@ -278,4 +278,4 @@ def main(argv) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  errors.run_app(main)
+  cli.run_app(main)
