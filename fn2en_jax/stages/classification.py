@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -59,11 +59,16 @@ def summarize(outputs: dict[str, np.ndarray], class_names) -> dict:
   return {**report, 'loss': float(outputs['loss'][keep].mean())}
 
 
+def step_for(stage_cfg: ml_collections.ConfigDict) -> Callable:
+  """The train step of a classifying stage with its config's fields bound: what the stage and bench run."""
+  return functools.partial(train_step, label_smoothing=stage_cfg.label_smoothing)
+
+
 def stage(name: str, *, state: TrainState, stage_cfg: ml_collections.ConfigDict,
           data_cfg: ml_collections.ConfigDict, splits: pipeline.Splits, mesh) -> loop.Stage:
   return loop.Stage(
       name=name, state=parallel.replicate(state, mesh), aux=None, hparams=stage_cfg, data_cfg=data_cfg,
       train_examples=splits.train, validation_examples=splits.validation, eval_examples=splits.test,
       selection=SELECTION,
-      train_step=functools.partial(train_step, label_smoothing=stage_cfg.label_smoothing), eval_step=eval_step,
+      train_step=step_for(stage_cfg), eval_step=eval_step,
       summarize=functools.partial(summarize, class_names=splits.train.class_names))

@@ -55,8 +55,9 @@ class Stage:
   train_step: Callable              # (state, batch, aux) -> (state, metrics), per replica
   eval_step: Callable               # (state, batch, aux) -> per-example outputs, per replica
   summarize: Callable               # host outputs of the whole eval set -> metrics dict
-  views: int = 0                    # fixed augmentation views per training example; 0 = fresh ones (pipeline)
-  targets: Any = None               # targets[i, view] -> batch['target'] (stage a's cached teacher maps), or None
+  # Keyword arguments of pipeline.train_iterator for this stage alone (stage a: its fixed views and their cached
+  # teacher maps); the loop passes them through without knowing what they are.
+  iterator_options: dict = dataclasses.field(default_factory=dict)
   notes: dict = dataclasses.field(default_factory=dict)  # what setup found, added to the summary (the face probe)
 
 
@@ -145,7 +146,7 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   mngr = checkpoint.manager(stage_dir)
   best_mngr = checkpoint.best_manager(stage_dir) if stage.validation_examples is not None else None
   data_iter = pipeline.train_iterator(stage.train_examples, stage.data_cfg, global_batch_size=hp.batch_size,
-                                      seed=seed, views=stage.views, targets=stage.targets)
+                                      seed=seed, **stage.iterator_options)
   state = stage.state
   start = mngr.latest_step() or 0
   if start:
