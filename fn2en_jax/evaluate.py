@@ -11,14 +11,11 @@ the folds beside the paper's number.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import flags
@@ -44,27 +41,6 @@ def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, k: int) ->
   order = wrong[np.argsort(-confidence, kind='stable')][:k]
   return [{'index': int(i), 'label': int(labels[i]), 'prediction': int(predictions[i]),
            'confidence': float(probabilities[i, predictions[i]])} for i in order]
-
-
-def plot_matrix(matrix: np.ndarray, names: Sequence[str], title: str, path: str, *, normalized: bool) -> None:
-  """One confusion matrix: counts (colour scaled to the largest count) or rates per true class (0..1)."""
-  plt = results.pyplot()
-  matrix = np.asarray(matrix, np.float64)
-  top = 1.0 if normalized else max(matrix.max(), 1.0)
-  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 1.2 + 0.5 * len(names)))
-  ax.imshow(matrix, cmap='Blues', vmin=0, vmax=top)
-  ax.set_xticks(range(len(names)), names, rotation=45, ha='right')
-  ax.set_yticks(range(len(names)), names)
-  if len(names) <= 20:  # beyond that (identities) the numbers would not be legible
-    for (i, j), v in np.ndenumerate(matrix):
-      ax.text(j, i, f'{v:.2f}' if normalized else int(v), ha='center', va='center', fontsize=7,
-              color='white' if v > top / 2 else 'black')
-  ax.set_xlabel('predicted')
-  ax.set_ylabel('true')
-  ax.set_title(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
 
 
 def plot_mistakes(images: np.ndarray, mistakes: list[dict], class_names: Sequence[str], title: str, path: str,
@@ -121,17 +97,6 @@ def restore_final(state, stage_dir: str):
                        batch_stats=restored.get('batch_stats', state.batch_stats))
 
 
-def _with_probabilities(eval_step):
-  """The stage's own eval step, plus each example's class probabilities (for the confident mistakes); the
-  predictions, and so every number of the report, are still the stage's own."""
-
-  def step(state, batch, aux):
-    logits = state.apply_fn(state.variables, batch['image'], train=False)
-    return {**eval_step(state, batch, aux), 'probabilities': jax.nn.softmax(logits.astype(jnp.float32), -1)}
-
-  return step
-
-
 def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tuple[dict, dict | None]:
   """(summary, outputs): the stage set up as for training, its final checkpoint restored, and its test set run
   through the loop's evaluation. `outputs` (images, labels, probabilities of the test set) for classifiers."""
@@ -142,14 +107,12 @@ def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tu
     raise errors.ConfigError(f'config.stage_{name}.batch_size={stage.hparams.batch_size} does not divide over '
                              f'the {mesh.size} devices here', 'evaluate on as many devices as the run trained on')
   arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
-  evaluate_ = loop._evaluate  # pylint: disable=protected-access  # the loop's own eval path, not a copy of it
-  if name not in classifiers():
-    return evaluate_(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh), None
-  keep_all = dataclasses.replace(stage, summarize=lambda outputs: outputs)
-  step = parallel.data_parallel_eval(_with_probabilities(stage.eval_step), mesh)
-  outputs = evaluate_(keep_all, state, step, arrays, mesh)
-  keep = outputs['mask'].astype(bool)
+  # The loop's own evaluation (its eval step, batches and padding), not a copy of it.
+  outputs = loop.eval_outputs(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh)
   summary = stage.summarize(outputs)
+  if name not in classifiers():
+    return summary, None
+  keep = outputs['mask'].astype(bool)
   return summary, {'image': arrays['image'], 'label': outputs['label'][keep],
                    'probabilities': outputs['probabilities'][keep]}
 
@@ -169,9 +132,9 @@ def stage_report(name: str, summary: dict, outputs: dict | None, figures: str, n
                        for m in confident_mistakes(outputs['label'], outputs['probabilities'], num_mistakes)]
   files = {'confusion_counts': f'confusion_{name}_counts.png', 'confusion_rates': f'confusion_{name}_rates.png',
            'mistakes': f'mistakes_{name}.png'}
-  plot_matrix(counts, names, f'{name}: counts', os.path.join(figures, files['confusion_counts']), normalized=False)
-  plot_matrix(rates, names, f'{name}: rate per true class', os.path.join(figures, files['confusion_rates']),
-              normalized=True)
+  results.plot_confusion(counts, names, f'{name}: counts', os.path.join(figures, files['confusion_counts']))
+  results.plot_confusion(counts, names, f'{name}: rate per true class',
+                         os.path.join(figures, files['confusion_rates']), rates=True)
   plot_mistakes(outputs['image'], entry['mistakes'], names, f'{name}: the most confident mistakes',
                 os.path.join(figures, files['mistakes']))
   entry['figures'] = {k: f'{REPORT}/{v}' for k, v in files.items()}

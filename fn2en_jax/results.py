@@ -27,20 +27,24 @@ def pyplot():
   return plt
 
 
-def plot_confusion(summary: dict, title: str, path: str) -> None:
+def plot_confusion(counts, names, title: str, path: str, *, rates: bool = False) -> None:
+  """One confusion matrix, counts[true, predicted]: every cell coloured by its rate per true class (0..1, so that
+  rare classes read as well as frequent ones) and labelled with its count, or with that rate when `rates`. The
+  one drawing of a confusion matrix: results.md's per row, and evaluate's report."""
   plt = pyplot()
-  counts = np.asarray(summary['confusion_matrix'], np.float64)
-  rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-  names = summary['class_names']
-  fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 1 + 0.6 * len(names)))
-  ax.imshow(rates, cmap='Blues', vmin=0, vmax=1)
+  counts = np.asarray(counts, np.float64)
+  fraction = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 1.2 + 0.5 * len(names)))
+  ax.imshow(fraction, cmap='Blues', vmin=0, vmax=1)
   ax.set_xticks(range(len(names)), names, rotation=45, ha='right')
   ax.set_yticks(range(len(names)), names)
-  for (i, j), v in np.ndenumerate(counts):
-    ax.text(j, i, int(v), ha='center', va='center', color='white' if rates[i, j] > 0.5 else 'black', fontsize=8)
+  if len(names) <= 20:  # beyond that (identities) the numbers would not be legible
+    for (i, j), v in np.ndenumerate(fraction if rates else counts):
+      ax.text(j, i, f'{v:.2f}' if rates else int(v), ha='center', va='center', fontsize=7,
+              color='white' if fraction[i, j] > 0.5 else 'black')
   ax.set_xlabel('predicted')
   ax.set_ylabel('true')
-  ax.set_title(f"{title}: {100 * summary['accuracy']:.1f}%")
+  ax.set_title(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -51,7 +55,9 @@ def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, t
   table = results_table(summaries)
   rows = {row: stage for row, stage in stages.rows() if stage in summaries}
   for row, stage in rows.items():
-    plot_confusion(summaries[stage], row, os.path.join(workdir, f'confusion_{stage}.png'))
+    summary = summaries[stage]
+    plot_confusion(summary['confusion_matrix'], summary['class_names'], f"{row}: {100 * summary['accuracy']:.1f}%",
+                   os.path.join(workdir, f'confusion_{stage}.png'))
   times = '\n'.join(f"- {stage}: {s['wall_time_s']:.1f} s" for stage, s in summaries.items())
   chosen = '\n'.join(f"- {stage}: step {s['selected_step']}, {s['selected_by']}" for stage, s in summaries.items()
                      if 'selected_step' in s)

@@ -49,8 +49,9 @@ def eval_step(state: TrainState, batch: dict, aux: Any) -> dict:
   del aux
   logits = state.apply_fn(state.variables, batch['image'], train=False).astype(jnp.float32)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+  # The probabilities come along for evaluate's report (its most confident mistakes): one forward pass for both.
   return {'prediction': jnp.argmax(logits, -1).astype(jnp.int32), 'label': batch['label'], 'loss': loss,
-          'mask': batch['mask']}
+          'probabilities': jax.nn.softmax(logits, -1), 'mask': batch['mask']}
 
 
 def summarize(outputs: dict[str, np.ndarray], class_names) -> dict:

@@ -88,10 +88,16 @@ def is_finished(workdir: str, name: str, hp: ml_collections.ConfigDict) -> bool:
   return latest == hp.num_steps or stopped_early(checkpoint.best_record(stage_dir), latest, hp)
 
 
-def _evaluate(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict:
+def eval_outputs(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict[str, np.ndarray]:
+  """The stage's eval step over every example of `arrays` (padded batches, `mask` marking the real rows), on the
+  host: what `summarize` reads, and what evaluate's report reads beyond it."""
   outputs = [parallel.to_host(eval_step(state, parallel.shard_batch(batch, mesh), stage.aux))
              for batch in pipeline.eval_batches(arrays, stage.hparams.batch_size)]
-  return stage.summarize({k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]})
+  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def _evaluate(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict:
+  return stage.summarize(eval_outputs(stage, state, eval_step, arrays, mesh))
 
 
 def _scalars(summary: dict) -> dict:
