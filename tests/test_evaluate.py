@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, evaluate, metrics, predict, results, visualize
+from fn2en_jax import errors, evaluate, metrics, results, visualize
+from fn2en_jax import predictor as predictor_lib
 from fn2en_jax import workdir as workdir_lib
 
 
@@ -224,7 +225,7 @@ def test_an_unfinished_kfold_run_is_a_kfold_run_to_every_command(tiny_kfold, tmp
   (work / 'fold_1' / 'results.json').unlink()
   assert workdir_lib.is_kfold(str(work)) and workdir_lib.folds(str(work)) == [0, 1]
   assert not workdir_lib.is_kfold(str(work / 'fold_0'))
-  assert predict.resolve_workdir(str(work), None) == str(work / 'fold_0')
+  assert predictor_lib.resolve_workdir(str(work), None) == str(work / 'fold_0')
   assert visualize.run_dir(str(work), 0) == str(work / 'fold_0')
   with pytest.raises(errors.WorkdirError, match=r'k-fold run that has not finished: .* are \[0\]'):
     evaluate.report(str(work))
