@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from fn2en_jax import errors, models
+from fn2en_jax import cli, errors, models
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
@@ -166,30 +166,21 @@ class Setup:
       model = self.teacher
       variables = self.teacher_vars
       stage_cfg = config.stage_face
-      step = functools.partial(classification.train_step, label_smoothing=stage_cfg.label_smoothing)
       state = create_state(model, jax.device_get(variables), stage_cfg, rng)
-      return state, step, self.batch(), None
+      return state, classification.step_for(stage_cfg), self.batch(), None
     if name in ('a', 'a_cached'):
-      tap_shape = self.tap_shape()
-      channels = tap_shape[-1]
-      adapter = None if channels == config.student.widths[-1] else channels
-      model = student(config, config.bench.num_classes, adapter_channels=adapter)
-      variables = init_variables(model, rng, self.size, tap='adapter')
-      state = create_state(model, variables, config.stage_a, rng, tap='adapter')
-      # The stage's own step; with `batch['target']` (the cached maps) it runs the student only.
-      step = functools.partial(stage_a.train_step, teacher=self.teacher, tap=config.teacher.tap,
-                               p=config.stage_a.p, reduction=config.stage_a.reduction)
+      # The stage's own build: its student, initial state and step; with `batch['target']` (the cached maps) the
+      # step runs the student only.
+      built = stage_a.build(config, self.teacher, self.teacher_vars, config.bench.num_classes, rng)
       if name == 'a':
-        return state, step, self.batch(), self.teacher_vars
-      student_shape = jax.eval_shape(functools.partial(model.apply, train=False, tap='adapter'), variables,
-                                     jnp.zeros((1, self.size, self.size, 3))).shape
-      target = np.random.default_rng(1).normal(size=(config.bench.batch_size,) + student_shape[1:]).astype(np.float32)
-      return state, step, self.batch(target=target), self.teacher_vars
+        return built.state, built.train_step, self.batch(), self.teacher_vars
+      shape = (config.bench.batch_size, *built.map_shape)
+      target = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+      return built.state, built.train_step, self.batch(target=target), self.teacher_vars
     stage_cfg = config[f'stage_{name}']
     model = student(config, config.bench.num_classes)
     state = create_state(model, init_variables(model, rng, self.size), stage_cfg, rng)
-    step = functools.partial(classification.train_step, label_smoothing=stage_cfg.label_smoothing)
-    return state, step, self.batch(), None
+    return state, classification.step_for(stage_cfg), self.batch(), None
 
 
 def bench_train_stage(setup: Setup, name: str, ceiling: float) -> dict:
@@ -443,4 +434,4 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_file('config', 'configs/bench.py', 'Benchmark config file.', lock_config=True)
   flags.DEFINE_string('output', '', 'Write the results here as JSON.')
   flags.DEFINE_string('compare', '', 'A JSON file of an earlier run: print the ratios new/old.')
-  errors.run_app(main)
+  cli.run_app(main)

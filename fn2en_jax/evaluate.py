@@ -11,41 +11,25 @@ the folds beside the paper's number.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from fn2en_jax import errors, kfold, results
+from fn2en_jax import cli, errors, kfold, metrics, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
-from fn2en_jax.stages import STAGES, Context, budgeted
+from fn2en_jax.models import preprocess
+from fn2en_jax.stages import STAGES, Context, budgeted, classifiers
 from fn2en_jax.train import checkpoint, loop, parallel
 
 REPORT = 'report'  # report.md, report.json and the figures' folder report/
-# Stages whose evaluation is a classification (the others, stage a, report their own loss only).
-CLASSIFIERS = ('face_pretrain', 'face', 'b', 'scratch')
-
-
-def per_class_scores(counts: np.ndarray, class_names: Sequence[str]) -> dict[str, dict]:
-  """Precision, recall (the class's accuracy) and F1 per class from counts[true, predicted]. A class never
-  predicted has precision 0, one never present recall 0 (and its support, 0, says why)."""
-  counts = np.asarray(counts, np.float64)
-  tp, predicted, support = np.diag(counts), counts.sum(axis=0), counts.sum(axis=1)
-  precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-  recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-  f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
-  return {name: {'precision': float(precision[i]), 'recall': float(recall[i]), 'f1': float(f1[i]),
-                 'support': int(support[i])} for i, name in enumerate(class_names)}
 
 
 def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, k: int) -> list[dict]:
@@ -59,32 +43,6 @@ def confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, k: int) ->
            'confidence': float(probabilities[i, predictions[i]])} for i in order]
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """Model input in [-1, 1] -> displayable RGB 0-255."""
-  return np.clip(np.round((np.asarray(images, np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
-
-
-def plot_matrix(matrix: np.ndarray, names: Sequence[str], title: str, path: str, *, normalized: bool) -> None:
-  """One confusion matrix: counts (colour scaled to the largest count) or rates per true class (0..1)."""
-  plt = results.pyplot()
-  matrix = np.asarray(matrix, np.float64)
-  top = 1.0 if normalized else max(matrix.max(), 1.0)
-  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 1.2 + 0.5 * len(names)))
-  ax.imshow(matrix, cmap='Blues', vmin=0, vmax=top)
-  ax.set_xticks(range(len(names)), names, rotation=45, ha='right')
-  ax.set_yticks(range(len(names)), names)
-  if len(names) <= 20:  # beyond that (identities) the numbers would not be legible
-    for (i, j), v in np.ndenumerate(matrix):
-      ax.text(j, i, f'{v:.2f}' if normalized else int(v), ha='center', va='center', fontsize=7,
-              color='white' if v > top / 2 else 'black')
-  ax.set_xlabel('predicted')
-  ax.set_ylabel('true')
-  ax.set_title(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-
-
 def plot_mistakes(images: np.ndarray, mistakes: list[dict], class_names: Sequence[str], title: str, path: str,
                   columns: int = 8) -> None:
   """The faces of `mistakes` in a grid, each titled 'true -> predicted (confidence)'."""
@@ -94,7 +52,7 @@ def plot_mistakes(images: np.ndarray, mistakes: list[dict], class_names: Sequenc
   for ax in axes.flat:
     ax.axis('off')
   for ax, m in zip(axes.flat, mistakes):
-    ax.imshow(to_uint8(images[m['index']]))
+    ax.imshow(preprocess.to_uint8(images[m['index']]))
     ax.set_title(f"{class_names[m['label']]}\n-> {class_names[m['prediction']]} ({m['confidence']:.2f})",
                  fontsize=7)
   if not mistakes:
@@ -139,17 +97,6 @@ def restore_final(state, stage_dir: str):
                        batch_stats=restored.get('batch_stats', state.batch_stats))
 
 
-def _with_probabilities(eval_step):
-  """The stage's own eval step, plus each example's class probabilities (for the confident mistakes); the
-  predictions, and so every number of the report, are still the stage's own."""
-
-  def step(state, batch, aux):
-    logits = state.apply_fn(state.variables, batch['image'], train=False)
-    return {**eval_step(state, batch, aux), 'probabilities': jax.nn.softmax(logits.astype(jnp.float32), -1)}
-
-  return step
-
-
 def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tuple[dict, dict | None]:
   """(summary, outputs): the stage set up as for training, its final checkpoint restored, and its test set run
   through the loop's evaluation. `outputs` (images, labels, probabilities of the test set) for classifiers."""
@@ -160,14 +107,12 @@ def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tu
     raise errors.ConfigError(f'config.stage_{name}.batch_size={stage.hparams.batch_size} does not divide over '
                              f'the {mesh.size} devices here', 'evaluate on as many devices as the run trained on')
   arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
-  evaluate_ = loop._evaluate  # pylint: disable=protected-access  # the loop's own eval path, not a copy of it
-  if name not in CLASSIFIERS:
-    return evaluate_(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh), None
-  keep_all = dataclasses.replace(stage, summarize=lambda outputs: outputs)
-  step = parallel.data_parallel_eval(_with_probabilities(stage.eval_step), mesh)
-  outputs = evaluate_(keep_all, state, step, arrays, mesh)
-  keep = outputs['mask'].astype(bool)
+  # The loop's own evaluation (its eval step, batches and padding), not a copy of it.
+  outputs = loop.eval_outputs(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh)
   summary = stage.summarize(outputs)
+  if name not in classifiers():
+    return summary, None
+  keep = outputs['mask'].astype(bool)
   return summary, {'image': arrays['image'], 'label': outputs['label'][keep],
                    'probabilities': outputs['probabilities'][keep]}
 
@@ -181,15 +126,15 @@ def stage_report(name: str, summary: dict, outputs: dict | None, figures: str, n
   names = summary['class_names']
   counts = np.asarray(summary['confusion_matrix'])
   rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-  entry['per_class'] = per_class_scores(counts, names)
+  entry['per_class'] = metrics.per_class_scores(counts, names)
   entry['confusion_matrix_rates'] = rates.tolist()
   entry['mistakes'] = [{**m, 'true_class': names[m['label']], 'predicted_class': names[m['prediction']]}
                        for m in confident_mistakes(outputs['label'], outputs['probabilities'], num_mistakes)]
   files = {'confusion_counts': f'confusion_{name}_counts.png', 'confusion_rates': f'confusion_{name}_rates.png',
            'mistakes': f'mistakes_{name}.png'}
-  plot_matrix(counts, names, f'{name}: counts', os.path.join(figures, files['confusion_counts']), normalized=False)
-  plot_matrix(rates, names, f'{name}: rate per true class', os.path.join(figures, files['confusion_rates']),
-              normalized=True)
+  results.plot_confusion(counts, names, f'{name}: counts', os.path.join(figures, files['confusion_counts']))
+  results.plot_confusion(counts, names, f'{name}: rate per true class',
+                         os.path.join(figures, files['confusion_rates']), rates=True)
   plot_mistakes(outputs['image'], entry['mistakes'], names, f'{name}: the most confident mistakes',
                 os.path.join(figures, files['mistakes']))
   entry['figures'] = {k: f'{REPORT}/{v}' for k, v in files.items()}
@@ -300,22 +245,22 @@ def report(workdir: str, **kwargs) -> dict:
   return report_run(workdir, **kwargs)
 
 
-def _main(argv, flags) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-
-  def body():
-    workdir = flags.FLAGS.workdir
-    report(workdir, data_dir=flags.FLAGS.data_dir or None, num_mistakes=flags.FLAGS.num_mistakes,
-           stages=flags.FLAGS.stages or None)
-    print(f'Written to {os.path.join(os.path.abspath(os.path.expanduser(workdir)), REPORT + ".md")}', flush=True)
-
-  errors.boundary(body)
-
-
-if __name__ == '__main__':
+def define_flags() -> None:
+  """The command's flags; defined when it runs, not on import, so that other code can import this module."""
   flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).', required=True)
   flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
   flags.DEFINE_list('stages', [], 'Only these stages (comma-separated); default every finished stage.')
   flags.DEFINE_integer('num_mistakes', 16, 'Faces in the grid of the most confident mistakes, per stage.')
-  app.run(lambda argv: _main(argv, flags))
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise errors.ConfigError(f'unexpected arguments: {argv[1:]}', 'pass everything as --flag=value')
+  f = flags.FLAGS
+  report(f.workdir, data_dir=f.data_dir or None, num_mistakes=f.num_mistakes, stages=f.stages or None)
+  print(f'Written to {os.path.join(os.path.abspath(os.path.expanduser(f.workdir)), REPORT + ".md")}', flush=True)
+
+
+if __name__ == '__main__':
+  define_flags()
+  cli.run_app(main)

@@ -19,7 +19,7 @@ from fn2en_jax import errors, kfold, models, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
-from fn2en_jax.stages import STAGES, Context, budgeted, order_errors
+from fn2en_jax.stages import STAGES, Context, budgeted, face_pretrain, order_errors
 from fn2en_jax.train import loop, parallel, preemption, state
 
 SUMMARY = 'summary.json'
@@ -145,8 +145,8 @@ def pretrain_face_net(config: ml_collections.ConfigDict, workdir: str) -> str:
   mesh = parallel.make_mesh()
   run_stage(config, 'face_pretrain', workdir, mesh, data_dir)
   # Every process takes part: Orbax reads and writes are collective on multi-host runs.
-  face_nets.export_trained(config.teacher, os.path.join(workdir, 'face_pretrain'), output,
-                           config.face_data.image_size, models.dtype(config), mesh)
+  face_pretrain.export_trained(config.teacher, os.path.join(workdir, 'face_pretrain'), output,
+                               config.face_data.image_size, models.dtype(config), mesh)
   logging.info('face_pretrain: exported the face net for every fold to %s', output)
   return output
 

@@ -5,9 +5,9 @@
 
 The exported function takes uint8 RGB face crops, shape (N, S, S, 3) with S = `config.data.image_size` and any N
 (the batch dimension is polymorphic), and returns {'probabilities': float32 (N, num_classes)}. Inside it does what
-`predict.Predictor.forward` does, through `jax.experimental.jax2tf`: grey for grey datasets, scaling to [-1, 1], the
-net, softmax. A crop of S x S is what `predict.prepare` makes of a face crop (the training pipeline's evaluation
-resize and centre crop); `predict.crop_face` frames a detected face as the dataset did.
+`predictor.Predictor.forward` does, through `jax.experimental.jax2tf`: grey for grey datasets, scaling to [-1, 1], the
+net, softmax. A crop of S x S is what `predictor.prepare` makes of a face crop (the training pipeline's evaluation
+resize and centre crop); `predictor.crop_face` frames a detected face as the dataset did.
 
 OUT holds, beside the model, `labels.txt` (the class names in output order, one a line) and `export.json` (stage,
 input size, the crop margin and sizes, grey or not): what a deployment needs to frame faces as training did.
@@ -32,7 +32,8 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from fn2en_jax import errors, predict
+from fn2en_jax import cli, errors
+from fn2en_jax import predictor as predictor_lib
 
 FORMATS = ('saved_model', 'tflite')
 LABELS = 'labels.txt'
@@ -48,7 +49,7 @@ def _tf():
   return tf
 
 
-def to_tf_module(predictor: predict.Predictor, platforms: Sequence[str] = PLATFORMS):
+def to_tf_module(predictor: predictor_lib.Predictor, platforms: Sequence[str] = PLATFORMS):
   """A tf.Module whose `serve` is `predictor.forward` on its variables, held as tf.Variables (not constants, so a
   big face net does not hit the 2 GB limit of a graph)."""
   tf = _tf()
@@ -67,12 +68,12 @@ def to_tf_module(predictor: predict.Predictor, platforms: Sequence[str] = PLATFO
   return module
 
 
-def metadata(predictor: predict.Predictor, stage: str, workdir: str) -> dict:
+def metadata(predictor: predictor_lib.Predictor, stage: str, workdir: str) -> dict:
   return {'stage': stage, 'workdir': os.path.abspath(workdir), 'input': 'uint8 RGB (N, S, S, 3)',
           'class_names': list(predictor.class_names), **dataclasses.asdict(predictor.spec)}
 
 
-def _write_saved_model(predictor: predict.Predictor, path: str) -> None:
+def _write_saved_model(predictor: predictor_lib.Predictor, path: str) -> None:
   tf = _tf()
   module = to_tf_module(predictor)
   tf.saved_model.save(module, path, signatures={'serving_default': module.serve})
@@ -93,7 +94,7 @@ def check_output(output: str) -> str:
   return output
 
 
-def export(predictor: predict.Predictor, output: str, fmt: str, *, stage: str = 'b', workdir: str = '') -> str:
+def export(predictor: predictor_lib.Predictor, output: str, fmt: str, *, stage: str = 'b', workdir: str = '') -> str:
   """Writes the export of `predictor` to `output` (see the module docstring); returns the model's path."""
   if fmt not in FORMATS:
     raise errors.ConfigError(f'--format={fmt!r}: expected one of {FORMATS}', 'e.g. --format=saved_model')
@@ -130,7 +131,7 @@ def export(predictor: predict.Predictor, output: str, fmt: str, *, stage: str = 
 
 def define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'The workdir of a finished run (python -m fn2en_jax.main).')
-  flags.DEFINE_enum('stage', 'b', predict.STAGES, 'Which trained net: b (FN2EN), scratch, or face.')
+  flags.DEFINE_enum('stage', 'b', predictor_lib.STAGES, 'Which trained net: b (FN2EN), scratch, or face.')
   flags.DEFINE_integer('fold', None, 'k-fold workdirs: the fold whose net is exported (default: fold 0).')
   flags.DEFINE_enum('format', 'saved_model', FORMATS, 'saved_model or tflite.')
   flags.DEFINE_string('output', None, 'A new (or empty) folder for the export.')
@@ -145,7 +146,7 @@ def main(argv: Sequence[str]) -> None:
     if f[name].value is None:
       raise errors.ConfigError(f'--{name} is required', 'see python -m fn2en_jax.export --help')
   check_output(f.output)  # before the minute of loading and converting, not after
-  predictor = predict.Predictor.from_workdir(f.workdir, f.stage, fold=f.fold)
+  predictor = predictor_lib.Predictor.from_workdir(f.workdir, f.stage, fold=f.fold)
   path = export(predictor, f.output, f.format, stage=f.stage, workdir=f.workdir)
   print(f'exported stage {f.stage} ({len(predictor.class_names)} classes, input uint8 '
         f'(N, {predictor.spec.image_size}, {predictor.spec.image_size}, 3)) to {path}')
@@ -153,4 +154,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  errors.run_app(main)
+  cli.run_app(main)

@@ -16,8 +16,8 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from fn2en_jax import errors
-from fn2en_jax.models import face_nets
+from fn2en_jax import cli, errors
+from fn2en_jax.models import face_nets, preprocess
 
 # None of them required=True: absl would then refuse to parse any other command's flags in a process that imports
 # this module (the tests); main checks them instead.
@@ -43,7 +43,7 @@ def read_image(path: str, size: int) -> np.ndarray:
 
 def load_images(paths: Sequence[str], size: int) -> np.ndarray:
   """(N, size, size, 3) float32 in [-1, 1], the scale every model here is fed."""
-  return np.stack([read_image(p, size) for p in paths]) / 127.5 - 1.0
+  return preprocess.from_uint8(np.stack([read_image(p, size) for p in paths]))
 
 
 def features(module, variables: dict, images: np.ndarray, tap: str, batch_size: int) -> np.ndarray:
@@ -75,4 +75,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  errors.run_app(main)
+  cli.run_app(main)

@@ -33,11 +33,9 @@ import jax
 import ml_collections
 from absl import app, flags
 
-from fn2en_jax import errors, results
+from fn2en_jax import cli, errors, stages
 from fn2en_jax import workdir as workdir_lib
 
-# The paper's name for each results row, by the stage that fills it (results.ROWS).
-PAPER_KEYS = {'scratch': 'scratch', 'face': 'face', 'b': 'fn2en'}
 METRICS = ('accuracy', 'mean_per_class_accuracy')
 FACE_NET = 'face_net'
 REPORT = 'kfold'
@@ -64,10 +62,10 @@ def finished_summaries(workdir: str, config: ml_collections.ConfigDict) -> dict[
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  unknown = sorted(set(config.paper) - set(PAPER_KEYS.values()))
+  unknown = sorted(set(config.paper) - set(stages.paper_keys().values()))
   if unknown:
     raise errors.ConfigError(f'config.paper: unknown row(s) {unknown}; expected some of '
-                             f'{sorted(PAPER_KEYS.values())}', 'fix the row names in the config file')
+                             f'{sorted(stages.paper_keys().values())}', 'fix the row names in the config file')
 
 
 def write_report(workdir: str, folds: list[dict[str, dict]], config: ml_collections.ConfigDict) -> dict:
@@ -97,10 +95,10 @@ def summarize(folds: list[dict[str, dict]], paper: dict[str, float], config: ml_
   """Per row: each fold's metrics, their mean and sample standard deviation, and the paper's accuracy (or None),
   all as fractions like results.json."""
   rows = {}
-  for name, stage in results.ROWS:
+  for name, stage in stages.rows():
     if stage not in folds[0]:
       continue
-    in_paper = paper.get(PAPER_KEYS[stage])  # percent, as printed in the paper
+    in_paper = paper.get(stages.paper_keys()[stage])  # percent, as printed in the paper
     row = {'stage': stage, 'paper_accuracy': None if in_paper is None else in_paper / 100}
     for metric in METRICS:
       values = [f[stage][metric] for f in folds]
@@ -220,4 +218,4 @@ if __name__ == '__main__':
   flags.DEFINE_list('workdirs', None, 'Finished k-fold workdirs (--config.data.fold=-1) of one config, other seeds.',
                     required=True)
   flags.DEFINE_string('output', '', 'Also write the pooled report to OUTPUT.md and OUTPUT.json.')
-  errors.run_app(main)
+  cli.run_app(main)

@@ -14,7 +14,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fn2en_jax import errors
+from fn2en_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Checkpoints, TensorBoard logs and results go here.')
@@ -55,4 +55,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  errors.run_app(main)
+  cli.run_app(main)

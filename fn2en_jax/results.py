@@ -1,43 +1,18 @@
-"""What a run measures and writes: accuracy, mean per-class accuracy, confusion matrices, and the results table
-in the paper's form (results.md, results.json and one confusion-matrix PNG per row of the table)."""
+"""What a run writes: the results table in the paper's form (results.md, results.json and one confusion-matrix PNG
+per row of the table). Its rows are the stages' own (`stages.Role`); the numbers in them come from metrics.py."""
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
-
 import numpy as np
 
+from fn2en_jax import stages
 from fn2en_jax import workdir as workdir_lib
-
-# Rows of the paper's tables: (row name, stage whose final evaluation fills it).
-ROWS = (('Train from scratch (BN)', 'scratch'), ('Face net fine-tune (baseline)', 'face'), ('FN2EN', 'b'))
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-  """counts[true, predicted]."""
-  counts = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
-  return counts
-
-
-def classification_report(labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]) -> dict:
-  """Accuracy over examples, and accuracy averaged over the classes present (robust to class imbalance)."""
-  counts = confusion_matrix(labels, predictions, len(class_names))
-  per_class_total = counts.sum(axis=1)
-  present = per_class_total > 0
-  per_class = np.diag(counts)[present] / per_class_total[present]
-  return {'accuracy': float(np.trace(counts) / max(counts.sum(), 1)),
-          'mean_per_class_accuracy': float(per_class.mean()) if present.any() else 0.0,
-          'num_examples': int(counts.sum()),
-          'class_names': list(class_names),
-          'confusion_matrix': counts.tolist()}
-
 
 def results_table(summaries: dict[str, dict]) -> str:
   """The markdown table of the rows whose stages ran."""
   lines = ['| method | accuracy | mean per-class accuracy |', '| --- | --- | --- |']
-  for row, stage in ROWS:
+  for row, stage in stages.rows():
     if stage in summaries:
       s = summaries[stage]
       lines.append(f"| {row} | {100 * s['accuracy']:.2f} | {100 * s['mean_per_class_accuracy']:.2f} |")
@@ -52,20 +27,24 @@ def pyplot():
   return plt
 
 
-def plot_confusion(summary: dict, title: str, path: str) -> None:
+def plot_confusion(counts, names, title: str, path: str, *, rates: bool = False) -> None:
+  """One confusion matrix, counts[true, predicted]: every cell coloured by its rate per true class (0..1, so that
+  rare classes read as well as frequent ones) and labelled with its count, or with that rate when `rates`. The
+  one drawing of a confusion matrix: results.md's per row, and evaluate's report."""
   plt = pyplot()
-  counts = np.asarray(summary['confusion_matrix'], np.float64)
-  rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-  names = summary['class_names']
-  fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 1 + 0.6 * len(names)))
-  ax.imshow(rates, cmap='Blues', vmin=0, vmax=1)
+  counts = np.asarray(counts, np.float64)
+  fraction = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(names), 1.2 + 0.5 * len(names)))
+  ax.imshow(fraction, cmap='Blues', vmin=0, vmax=1)
   ax.set_xticks(range(len(names)), names, rotation=45, ha='right')
   ax.set_yticks(range(len(names)), names)
-  for (i, j), v in np.ndenumerate(counts):
-    ax.text(j, i, int(v), ha='center', va='center', color='white' if rates[i, j] > 0.5 else 'black', fontsize=8)
+  if len(names) <= 20:  # beyond that (identities) the numbers would not be legible
+    for (i, j), v in np.ndenumerate(fraction if rates else counts):
+      ax.text(j, i, f'{v:.2f}' if rates else int(v), ha='center', va='center', fontsize=7,
+              color='white' if fraction[i, j] > 0.5 else 'black')
   ax.set_xlabel('predicted')
   ax.set_ylabel('true')
-  ax.set_title(f"{title}: {100 * summary['accuracy']:.1f}%")
+  ax.set_title(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -74,9 +53,11 @@ def plot_confusion(summary: dict, title: str, path: str) -> None:
 def write_results(workdir: str, summaries: dict[str, dict], config_dict: dict, test_set: str) -> str:
   """Writes results.md, results.json and one confusion-matrix PNG per row; returns the table."""
   table = results_table(summaries)
-  rows = {row: stage for row, stage in ROWS if stage in summaries}
+  rows = {row: stage for row, stage in stages.rows() if stage in summaries}
   for row, stage in rows.items():
-    plot_confusion(summaries[stage], row, os.path.join(workdir, f'confusion_{stage}.png'))
+    summary = summaries[stage]
+    plot_confusion(summary['confusion_matrix'], summary['class_names'], f"{row}: {100 * summary['accuracy']:.1f}%",
+                   os.path.join(workdir, f'confusion_{stage}.png'))
   times = '\n'.join(f"- {stage}: {s['wall_time_s']:.1f} s" for stage, s in summaries.items())
   chosen = '\n'.join(f"- {stage}: step {s['selected_step']}, {s['selected_by']}" for stage, s in summaries.items()
                      if 'selected_step' in s)

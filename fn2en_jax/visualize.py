@@ -31,10 +31,14 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 from jax import lax
 
-from fn2en_jax import evaluate, results
-from fn2en_jax.models import expnet
+from fn2en_jax import cli, errors, evaluate, models, results, stages
+from fn2en_jax import workdir as workdir_lib
+from fn2en_jax.data import pipeline
+from fn2en_jax.models import expnet, face_nets, preprocess
+from fn2en_jax.train import checkpoint
 
 STUDENT_LAYERS = tuple(f'pool{i}' for i in range(1, 6))
 
@@ -180,10 +184,10 @@ def plot(nets: dict[str, dict], images: np.ndarray, path: str) -> None:
     for ax in axes.flat:
       ax.axis('off')
     for r, entry in enumerate(net['neurons']):
-      axes[r, 0].imshow(evaluate.to_uint8(net['synthesised'][r]))
+      axes[r, 0].imshow(preprocess.to_uint8(net['synthesised'][r]))
       axes[r, 0].set_title(f"ch {entry['channel']}", fontsize=6, pad=2)
       for c, (face, value) in enumerate(zip(entry['top_faces'], entry['top_face_activations']), start=1):
-        axes[r, c].imshow(evaluate.to_uint8(images[face]))
+        axes[r, c].imshow(preprocess.to_uint8(images[face]))
         axes[r, c].set_title(f'{value:.2f}', fontsize=6, pad=2)
     panel.suptitle(title, fontsize=8)
   fig.savefig(path, dpi=80)
@@ -192,18 +196,8 @@ def plot(nets: dict[str, dict], images: np.ndarray, path: str) -> None:
 
 # --- A workdir's nets -----------------------------------------------------------------------------------------------
 
-def load_variables(model, stage_dir: str, image_size: int) -> dict:
-  """The parameters and BatchNorm statistics of the net `stage_dir` trained (its chosen checkpoint), on this host's first
-  device."""
-  from fn2en_jax.train import checkpoint, parallel, state  # pylint: disable=g-import-not-at-top
-  target = state.abstract_variables(model, image_size, parallel.make_mesh(jax.devices()[:1]))
-  target = {c: v for c, v in target.items() if c in ('params', 'batch_stats') and v}
-  return checkpoint.restore_subset(checkpoint.trained_state_path(stage_dir), target)
-
-
 def run_dir(workdir: str, fold: int) -> str:
   """The directory holding the stages: the workdir, or its fold_<fold>/ when it is a k-fold workdir."""
-  from fn2en_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   return workdir_lib.fold_dir(workdir, fold) if workdir_lib.is_kfold(workdir) else workdir
 
 
@@ -211,15 +205,13 @@ def visualize(workdir: str, output: str, *, layer: str = 'pool5', teacher_layer:
               student_stage: str = 'b', teacher_stage: str = 'face', fold: int = 0, num_neurons: int = 4,
               top_k: int = 6, rank_by: str = 'mean', ascent: Ascent = Ascent(), data_dir: str | None = None) -> dict:
   """Both nets' neurons of a finished workdir; writes the figure and its JSON into `output`; returns the JSON."""
-  from fn2en_jax import errors, models  # pylint: disable=g-import-not-at-top
-  from fn2en_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from fn2en_jax.models import face_nets  # pylint: disable=g-import-not-at-top
+  if student_stage not in stages.students():
+    raise errors.ConfigError(f'--stage={student_stage!r} is not a stage that trains the student',
+                             f'pass --stage= one of {", ".join(stages.students())}')
   directory = run_dir(os.path.abspath(os.path.expanduser(workdir)), fold)
-  from fn2en_jax.stages import budgeted  # pylint: disable=g-import-not-at-top
-  from fn2en_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   saved = workdir_lib.load_config(directory)
   data_dir = os.path.abspath(os.path.expanduser(data_dir or saved.data_dir))
-  config = budgeted(saved, data_dir)
+  config = stages.budgeted(saved, data_dir)
   teacher_layer = teacher_layer or config.teacher.tap
   for stage in (student_stage, teacher_stage):
     if stage not in evaluate.finished_stages(config, directory):
@@ -230,13 +222,13 @@ def visualize(workdir: str, output: str, *, layer: str = 'pool5', teacher_layer:
   size, num_classes = config.data.image_size, len(test.class_names)
   student = expnet.from_config(config, num_classes)
   teacher = face_nets.build(config.teacher, num_classes, models.dtype(config))
-  teacher_vars = load_variables(teacher, os.path.join(directory, teacher_stage), size)
+  teacher_vars = checkpoint.trained_variables(teacher, size, os.path.join(directory, teacher_stage))
   try:  # a wrong tap is the user's to fix: named before anything is computed
     jax.eval_shape(teacher_layer_fn(teacher, teacher_layer), teacher_vars, images[:1])
   except ValueError as e:
     raise errors.ConfigError(f'--teacher_layer={teacher_layer!r}: {e}',
                              'pass a tap of the face net (vgg_face: pool1..pool5, fc6, fc7)') from None
-  student_vars = load_variables(student, os.path.join(directory, student_stage), size)
+  student_vars = checkpoint.trained_variables(student, size, os.path.join(directory, student_stage))
   nets = {f'student ({student_stage}), {layer}': (student_layer_fn(student, layer), student_vars),
           f'teacher ({teacher_stage}), {teacher_layer}': (teacher_layer_fn(teacher, teacher_layer), teacher_vars)}
   found = {title: neurons(fn, variables, images, num_neurons=num_neurons, top_k=top_k, rank_by=rank_by,
@@ -253,43 +245,37 @@ def visualize(workdir: str, output: str, *, layer: str = 'pool5', teacher_layer:
   return result
 
 
-def _main(argv, flags) -> None:
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from fn2en_jax import errors  # pylint: disable=g-import-not-at-top
+def define_flags() -> None:
+  """The command's flags; defined when it runs, not on import, so that other code can import this module."""
+  flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).', required=True)
+  flags.DEFINE_string('output', None, 'Folder for the figure and its JSON.', required=True)
+  flags.DEFINE_string('layer', 'pool5', f'Student layer: one of {STUDENT_LAYERS}.')
+  flags.DEFINE_string('teacher_layer', '', "Teacher tap (vgg_face: pool1..pool5, fc6, fc7); '' = config.teacher.tap.")
+  flags.DEFINE_string('stage', 'b', f'The student stage to look inside: one of {stages.students()} (b is FN2EN).')
+  flags.DEFINE_integer('fold', 0, 'For a k-fold workdir: the fold whose nets to show.')
+  flags.DEFINE_integer('neurons', 4, 'How many of the top neurons to show per net.')
+  flags.DEFINE_integer('top_k', 6, 'How many evaluation faces per neuron.')
+  flags.DEFINE_string('rank_by', 'mean', "Rank neurons by the 'mean' or the 'variance' of their activation over "
+                      'the evaluation faces.')
+  flags.DEFINE_integer('steps', Ascent.steps, 'Gradient-ascent steps per synthesised input.')
+  flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
+
+
+def main(argv) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.ConfigError(f'unexpected arguments: {argv[1:]}', 'pass everything as --flag=value')
   f = flags.FLAGS
-
-  def body():
-    if f.layer not in STUDENT_LAYERS:
-      raise errors.ConfigError(f'--layer={f.layer!r} is not a layer of the student',
-                               f'pass one of {", ".join(STUDENT_LAYERS)} (pool5: the trunk stage a trains)')
-    if f.stage not in ('b', 'scratch'):
-      raise errors.ConfigError(f'--stage={f.stage!r} is not a stage that trains the student',
-                               'pass --stage=b (FN2EN) or --stage=scratch (the baseline)')
-    if f.rank_by not in ('mean', 'variance'):
-      raise errors.ConfigError(f'--rank_by={f.rank_by!r}', 'pass --rank_by=mean or --rank_by=variance')
-    result = visualize(f.workdir, f.output, layer=f.layer, teacher_layer=f.teacher_layer or None,
-                       student_stage=f.stage, fold=f.fold, num_neurons=f.neurons, top_k=f.top_k,
-                       rank_by=f.rank_by, ascent=Ascent(steps=f.steps), data_dir=f.data_dir or None)
-    print(f"Written to {os.path.join(f.output, result['figure'])}", flush=True)
-
-  errors.boundary(body)
+  if f.layer not in STUDENT_LAYERS:
+    raise errors.ConfigError(f'--layer={f.layer!r} is not a layer of the student',
+                             f'pass one of {", ".join(STUDENT_LAYERS)} (pool5: the trunk stage a trains)')
+  if f.rank_by not in ('mean', 'variance'):
+    raise errors.ConfigError(f'--rank_by={f.rank_by!r}', 'pass --rank_by=mean or --rank_by=variance')
+  result = visualize(f.workdir, f.output, layer=f.layer, teacher_layer=f.teacher_layer or None,
+                     student_stage=f.stage, fold=f.fold, num_neurons=f.neurons, top_k=f.top_k,
+                     rank_by=f.rank_by, ascent=Ascent(steps=f.steps), data_dir=f.data_dir or None)
+  print(f"Written to {os.path.join(f.output, result['figure'])}", flush=True)
 
 
 if __name__ == '__main__':
-  from absl import app as _app, flags as _flags  # pylint: disable=g-import-not-at-top
-  _flags.DEFINE_string('workdir', None, 'A finished workdir of fn2en_jax.main (single-fold or k-fold).',
-                       required=True)
-  _flags.DEFINE_string('output', None, 'Folder for the figure and its JSON.', required=True)
-  _flags.DEFINE_string('layer', 'pool5', f'Student layer: one of {STUDENT_LAYERS}.')
-  _flags.DEFINE_string('teacher_layer', '', "Teacher tap (vgg_face: pool1..pool5, fc6, fc7); '' = config.teacher.tap.")
-  _flags.DEFINE_string('stage', 'b', 'The student stage to look inside: b (FN2EN) or scratch.')
-  _flags.DEFINE_integer('fold', 0, 'For a k-fold workdir: the fold whose nets to show.')
-  _flags.DEFINE_integer('neurons', 4, 'How many of the top neurons to show per net.')
-  _flags.DEFINE_integer('top_k', 6, 'How many evaluation faces per neuron.')
-  _flags.DEFINE_string('rank_by', 'mean', "Rank neurons by the 'mean' or the 'variance' of their activation over "
-                       'the evaluation faces.')
-  _flags.DEFINE_integer('steps', Ascent.steps, 'Gradient-ascent steps per synthesised input.')
-  _flags.DEFINE_string('data_dir', '', "Where the dataset is, if not the run's config.data_dir.")
-  _app.run(lambda argv: _main(argv, _flags))
+  define_flags()
+  cli.run_app(main)

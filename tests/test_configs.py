@@ -226,3 +226,21 @@ def test_extra_training_data_with_other_labels_fails_clearly(tmp_path, data_dir)
   with pytest.raises(ValueError, match=r"data.extra_train: 'ck_plus_48:train' has the labels \['anger', "
                                        r"'contempt'.*must match exactly"):
     pipeline.splits(config.data, data_dir)
+
+
+def test_each_stage_declares_its_role_and_the_commands_read_it_from_there():
+  from fn2en_jax import predictor as predictor_lib, results, stages  # pylint: disable=g-import-not-at-top
+  for name, module in stages.STAGES.items():
+    assert isinstance(module.ROLE, stages.Role), name
+    assert module.ROLE.net in ('student', 'face_net') and module.ROLE.classifies in ('expressions', 'identities', None)
+  # The paper's table, in its order: the two baselines, then the method.
+  assert stages.rows() == (('Train from scratch (BN)', 'scratch'), ('Face net fine-tune (baseline)', 'face'),
+                           ('FN2EN', 'b'))
+  assert set(predictor_lib.STAGES) == {'b', 'scratch', 'face'} and predictor_lib.STAGES[0] == 'b'  # the --stage default first
+  assert stages.students() == ('b', 'scratch')
+  assert set(stages.classifiers()) == {'face_pretrain', 'face', 'b', 'scratch'}  # stage a regresses
+  summary = {'accuracy': 0.5, 'mean_per_class_accuracy': 0.25}
+  table = results.results_table({'b': summary, 'scratch': summary}).splitlines()
+  assert [line.split(' | ')[0] for line in table[2:]] == ['| Train from scratch (BN)', '| FN2EN']
+  for path in CONFIGS:  # every row a config compares with the paper is a row some stage fills
+    assert set(_module(path).get_config().get('paper', {})) <= set(stages.paper_keys().values()), path

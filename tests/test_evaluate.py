@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, evaluate, predict, results, visualize
+from fn2en_jax import errors, evaluate, metrics, results, visualize
+from fn2en_jax import predictor as predictor_lib
 from fn2en_jax import workdir as workdir_lib
 
 
@@ -17,7 +18,7 @@ def test_classification_report_by_hand():
   names = ('neutral', 'anger', 'happy', 'sadness')
   labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
   preds = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-  report = results.classification_report(labels, preds, names)
+  report = metrics.classification_report(labels, preds, names)
   assert report['accuracy'] == pytest.approx(6 / 8)
   # neutral 3/4, anger 1/2, happy 2/2; sadness has no test example and does not count.
   assert report['mean_per_class_accuracy'] == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
@@ -51,8 +52,8 @@ def test_per_class_scores_against_the_examples():
   labels = rng.integers(0, 4, 200)  # 'fear' is never the true class
   predictions = np.where(rng.random(200) < 0.6, labels, rng.integers(0, 5, 200))
   predictions[predictions == 3] = 2  # 'sadness' is never predicted
-  counts = results.confusion_matrix(labels, predictions, len(names))
-  scores = evaluate.per_class_scores(counts, names)
+  counts = metrics.confusion_matrix(labels, predictions, len(names))
+  scores = metrics.per_class_scores(counts, names)
   for c, name in enumerate(names):
     tp = np.sum((predictions == c) & (labels == c))
     precision = tp / np.sum(predictions == c) if np.any(predictions == c) else 0.0
@@ -224,7 +225,7 @@ def test_an_unfinished_kfold_run_is_a_kfold_run_to_every_command(tiny_kfold, tmp
   (work / 'fold_1' / 'results.json').unlink()
   assert workdir_lib.is_kfold(str(work)) and workdir_lib.folds(str(work)) == [0, 1]
   assert not workdir_lib.is_kfold(str(work / 'fold_0'))
-  assert predict.resolve_workdir(str(work), None) == str(work / 'fold_0')
+  assert predictor_lib.resolve_workdir(str(work), None) == str(work / 'fold_0')
   assert visualize.run_dir(str(work), 0) == str(work / 'fold_0')
   with pytest.raises(errors.WorkdirError, match=r'k-fold run that has not finished: .* are \[0\]'):
     evaluate.report(str(work))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, export, predict
+from fn2en_jax import errors, export
+from fn2en_jax import predictor as predictor_lib
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 
@@ -24,7 +25,7 @@ TFLITE_ATOL = 1e-5
 
 @pytest.fixture(scope='module')
 def predictor(tiny_run):
-  return predict.Predictor.from_workdir(str(tiny_run[0]), 'b')
+  return predictor_lib.Predictor.from_workdir(str(tiny_run[0]), 'b')
 
 
 @pytest.fixture(scope='module')
@@ -33,7 +34,7 @@ def crops(tiny_run, predictor):
   workdir, data_dir, _ = tiny_run
   config = workdir_lib.load_config(str(workdir))
   examples = pipeline.load(config.data, config.data.split, data_dir=str(data_dir))
-  faces = [predict.prepare(examples[i]['image'], predictor.spec) for i in range(5)]
+  faces = [predictor_lib.prepare(examples[i]['image'], predictor.spec) for i in range(5)]
   noise = np.random.default_rng(0).integers(0, 256, (2,) + faces[0].shape, dtype=np.uint8)
   return np.concatenate([np.stack(faces), noise])
 
@@ -85,7 +86,7 @@ def test_tflite_round_trip_from_the_command_line(tiny_run, predictor, crops, tmp
 
 def test_the_face_stage_exports_too(tiny_run, crops, tmp_path):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  face = predict.Predictor.from_workdir(str(tiny_run[0]), 'face')
+  face = predictor_lib.Predictor.from_workdir(str(tiny_run[0]), 'face')
   path = export.export(face, str(tmp_path / 'face'), 'saved_model', stage='face')
   got = tf.saved_model.load(path).signatures['serving_default'](images=tf.constant(crops))['probabilities']
   np.testing.assert_allclose(got.numpy(), face.probabilities(crops), atol=SAVED_MODEL_ATOL)

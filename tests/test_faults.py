@@ -27,7 +27,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import fixtures_datasets as fx
-from fn2en_jax import errors
+from fn2en_jax import cli, errors
 from fn2en_jax.data import build
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -464,7 +464,7 @@ def test_a_workdir_of_another_config_refuses_to_resume_unless_allowed(tmp_path):
   config.allow_changed = 'data.name,student.widths'
   workdir.check_resume(str(tmp_path), config)
   # The list of fields that may change is a list of patterns a test can check against the config's fields.
-  names = set(errors.config_fields(saved))
+  names = set(cli.config_fields(saved))
   for pattern in workdir.RESUMABLE:
     assert any(fnmatch.fnmatchcase(name, pattern) for name in names), pattern
   assert json.loads((tmp_path / 'config.json').read_text()) == workdir.as_json(saved)

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fn2en_jax.models import preprocess
 from fn2en_jax.models.expnet import ExpNet
 from fn2en_jax.models.vgg_face import VGGFace
 
@@ -79,3 +80,19 @@ def test_bfloat16_activations_keep_float32_parameters():
     variables = model.init({'params': jax.random.key(0)}, images, train=False)
     assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
     assert model.apply(variables, images, train=False).dtype == jnp.bfloat16
+
+
+def test_the_one_input_scale_and_its_inverse():
+  pixels = np.arange(256, dtype=np.uint8)
+  x = preprocess.from_uint8(pixels)
+  assert isinstance(x, np.ndarray) and x.dtype == np.float32  # NumPy stays NumPy (the input pipeline's workers)
+  assert x[0] == -1.0 and x[-1] == 1.0 and np.all(np.diff(x) > 0)
+  np.testing.assert_array_equal(preprocess.to_uint8(x), pixels)  # every pixel value comes back
+  np.testing.assert_array_equal(preprocess.to_uint8(np.array([-3.0, 2.0])), [0, 255])  # clipped, not wrapped
+  on_device = preprocess.from_uint8(jnp.asarray(pixels))
+  assert isinstance(on_device, jax.Array)
+  # XLA may divide by multiplying with the rounded reciprocal of 127.5: each of the two results is within a few
+  # roundings (unit roundoff u = 2^-24) of x / 127.5 - 1, whose terms are at most 2 in magnitude, so they differ by
+  # at most (2 + 2 + 1 + 1) * 2 * u: the reciprocal, the product and the subtraction on one side, the quotient and
+  # the subtraction on the other, each relative to a value <= 2.
+  np.testing.assert_allclose(np.asarray(on_device), x, rtol=0, atol=12 * 2.0**-24)

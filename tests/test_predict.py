@@ -15,8 +15,10 @@ from PIL import Image
 import fixtures_datasets as fx
 from conftest import REPO
 from fn2en_jax import errors, predict
+from fn2en_jax import predictor as predictor_lib
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import faces, pipeline
+from fn2en_jax.models import preprocess
 
 # Face centres (x, y) of the drawn photos: two faces side by side, and one.
 TWO = ((100, 130), (300, 130))
@@ -53,7 +55,7 @@ def inputs(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def predictor(tiny_run):
-  return predict.Predictor.from_workdir(str(tiny_run[0]), 'b')
+  return predictor_lib.Predictor.from_workdir(str(tiny_run[0]), 'b')
 
 
 def _decoded(path) -> np.ndarray:
@@ -120,12 +122,12 @@ def test_predict_faces_finds_every_face_and_matches_the_model(predictor, inputs)
 
 def test_faces_are_batched_across_frames_in_input_order_with_one_compilation(tiny_run, inputs):
   """A batch of 4 and frames of 2, 1 and 2 faces: batches split frames, each frame still gets its own faces."""
-  small = predict.Predictor.from_workdir(str(tiny_run[0]), 'b', batch_size=4)
+  small = predictor_lib.Predictor.from_workdir(str(tiny_run[0]), 'b', batch_size=4)
   images = [_decoded(inputs['two']), _decoded(inputs['one']), _decoded(inputs['two'])]
   emitted = []
   batcher = predict.Batcher(small, lambda frame, source, boxes, probs: emitted.append((frame.file, boxes, probs)))
   for i, image in enumerate(images):
-    boxes = predict.detect(image)
+    boxes = predictor_lib.detect(image)
     batcher.add(predict.Frame(f'image{i}', None, image, None), predict.Source(f'image{i}', ''), boxes,
                 small.crops(image, boxes))
   # The first batch of 4 held the faces of images 0 and 1 and one of image 2's: image 2 waits for its second face.
@@ -133,7 +135,7 @@ def test_faces_are_batched_across_frames_in_input_order_with_one_compilation(tin
   batcher.flush()
   assert [e[0] for e in emitted] == ['image0', 'image1', 'image2']
   for (_, boxes, probs), image in zip(emitted, images):
-    assert len(boxes) == len(predict.detect(image))
+    assert len(boxes) == len(predictor_lib.detect(image))
     np.testing.assert_allclose(probs, _reference(small, image, boxes), atol=1e-6)
   assert small._forward._cache_size() == 1  # pylint: disable=protected-access
 
@@ -156,9 +158,9 @@ def test_cli_on_photos_a_video_a_text_file_and_a_faceless_photo(predictor, tiny_
   two = _decoded(inputs['two'])
   assert [r['frame'] for r in by_file['two.png']] == [None, None]
   boxes = [tuple(r['box']) for r in by_file['two.png']]
-  assert boxes == predict.detect(two)
+  assert boxes == predictor_lib.detect(two)
   frames = _video_frames(inputs['video'])
-  with_faces = [i for i, frame in enumerate(frames) if predict.detect(frame)]
+  with_faces = [i for i, frame in enumerate(frames) if predictor_lib.detect(frame)]
   assert 3 not in with_faces and len(with_faces) >= 3  # frame 3 is blank; MJPG may cost the cascade another one
   assert [r['frame'] for r in by_file['clip.avi']] == with_faces
   assert f'clip.avi: no face found in {len(frames) - len(with_faces)} frame(s)' in done.stderr
@@ -198,15 +200,15 @@ def test_k_fold_workdirs_and_runs_written_before_config_json(tiny_run, tmp_path,
   kfold.mkdir()
   for i in (0, 1):
     (kfold / f'fold_{i}').symlink_to(workdir, target_is_directory=True)
-  assert predict.resolve_workdir(str(kfold), None) == str(kfold / 'fold_0')
+  assert predictor_lib.resolve_workdir(str(kfold), None) == str(kfold / 'fold_0')
   assert 'predicting with fold 0' in caplog.text
-  assert predict.resolve_workdir(str(kfold), 1) == str(kfold / 'fold_1')
-  fold_1 = predict.Predictor.from_workdir(str(kfold), 'b', fold=1)
-  assert fold_1.class_names == predict.Predictor.from_workdir(str(workdir), 'b').class_names
+  assert predictor_lib.resolve_workdir(str(kfold), 1) == str(kfold / 'fold_1')
+  fold_1 = predictor_lib.Predictor.from_workdir(str(kfold), 'b', fold=1)
+  assert fold_1.class_names == predictor_lib.Predictor.from_workdir(str(workdir), 'b').class_names
   with pytest.raises(errors.ConfigError, match=r'--fold=5: .* has the folds \[0, 1\]'):
-    predict.resolve_workdir(str(kfold), 5)
+    predictor_lib.resolve_workdir(str(kfold), 5)
   with pytest.raises(errors.ConfigError, match='is a single-fold run'):
-    predict.resolve_workdir(str(workdir), 0)
+    predictor_lib.resolve_workdir(str(workdir), 0)
   # A run from before config.json: the config that results.json carries.
   old = tmp_path / 'old'
   old.mkdir()
@@ -227,8 +229,8 @@ def test_annotating_into_the_input_folder_is_refused_before_anything_runs(predic
 
 def test_grey_datasets_see_grey_faces():
   rgb = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-  grey = np.asarray(predict.model_input(rgb, grey=True))
+  grey = np.asarray(predictor_lib.model_input(rgb, grey=True))
   expected = cv2.cvtColor(rgb.reshape(16, 8, 3), cv2.COLOR_RGB2GRAY).reshape(2, 8, 8) / 127.5 - 1
   np.testing.assert_allclose(grey[..., 0], expected, atol=1 / 127.5)  # cv2 rounds to integers, this does not
   assert (grey == grey[..., :1]).all()
-  np.testing.assert_allclose(np.asarray(predict.model_input(rgb, grey=False)), pipeline.normalize(rgb), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(predictor_lib.model_input(rgb, grey=False)), preprocess.from_uint8(rgb), atol=1e-6)

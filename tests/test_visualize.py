@@ -16,6 +16,7 @@ from fn2en_jax import errors, models, visualize
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
+from fn2en_jax.train import checkpoint
 
 ASCENT = visualize.Ascent(steps=100)
 
@@ -58,11 +59,11 @@ def test_top_faces_are_the_top_faces_of_each_models_own_tap(shown):
   config, images = _eval_images(workdir, data_dir)
   student_net, teacher_net = result['nets'].values()
   student = expnet.from_config(config, 8)
-  variables = visualize.load_variables(student, os.path.join(workdir, 'b'), config.data.image_size)
+  variables = checkpoint.trained_variables(student, config.data.image_size, os.path.join(workdir, 'b'))
   pool5 = np.asarray(student.apply(variables, images, train=False, tap='pool5'))  # the whole ExpNet, its own tap
   _check_neurons(student_net, pool5.mean(axis=(1, 2)))
   teacher = face_nets.build(config.teacher, 8, models.dtype(config))
-  variables = visualize.load_variables(teacher, os.path.join(workdir, 'face'), config.data.image_size)
+  variables = checkpoint.trained_variables(teacher, config.data.image_size, os.path.join(workdir, 'face'))
   tap = np.asarray(teacher.apply(variables, images, train=False, tap=config.teacher.tap))
   _check_neurons(teacher_net, tap.mean(axis=(1, 2)))
 
@@ -71,7 +72,7 @@ def test_a_conv_block_of_the_student_is_that_block_of_the_whole_net(tiny_run):
   workdir, data_dir, _ = tiny_run
   config, images = _eval_images(workdir, data_dir)
   student = expnet.from_config(config, 8)
-  variables = visualize.load_variables(student, os.path.join(workdir, 'b'), config.data.image_size)
+  variables = checkpoint.trained_variables(student, config.data.image_size, os.path.join(workdir, 'b'))
   got = np.asarray(visualize.student_layer_fn(student, 'pool3')(variables, images))
   # Block 3 of the whole net: its BatchNorm output (captured by Flax), then ReLU and 2x2 max pooling here.
   _, state = student.apply(variables, images, train=False, tap='pool5', capture_intermediates=True,
@@ -100,7 +101,7 @@ def test_the_synthesised_inputs_are_what_the_json_measured(shown, tiny_run):
   synthesised = np.load(output / 'neurons_pool5_pool5_synthesised.npz')['net0']
   assert synthesised.shape == (2, *images.shape[1:]) and synthesised.min() >= -1 and synthesised.max() <= 1
   student = expnet.from_config(config, 8)
-  variables = visualize.load_variables(student, os.path.join(workdir, 'b'), config.data.image_size)
+  variables = checkpoint.trained_variables(student, config.data.image_size, os.path.join(workdir, 'b'))
   maps = np.asarray(student.apply(variables, synthesised, train=False, tap='pool5'))
   for i, entry in enumerate(next(iter(result['nets'].values()))['neurons']):
     assert maps[i, :, :, entry['channel']].mean() == pytest.approx(entry['activation_of_synthesised'], rel=1e-4)
@@ -113,7 +114,7 @@ def test_synthesis_is_a_jitted_pure_function_of_its_inputs(shown, tiny_run):
   workdir, data_dir, *_ = shown
   config, _ = _eval_images(workdir, data_dir)
   student = expnet.from_config(config, 8)
-  variables = visualize.load_variables(student, os.path.join(workdir, 'b'), config.data.image_size)
+  variables = checkpoint.trained_variables(student, config.data.image_size, os.path.join(workdir, 'b'))
   fn = visualize.student_layer_fn(student, 'pool5')
   start = jax.numpy.asarray(visualize.starting_noise(32, ASCENT))
   ascent = visualize.Ascent(steps=8)
@@ -141,4 +142,11 @@ def test_a_wrong_teacher_layer_is_named(tiny_run, tmp_path):
   workdir, data_dir, _ = tiny_run
   with pytest.raises(errors.ConfigError, match=r"--teacher_layer='pool9': VGGFace tap must be one of"):
     visualize.visualize(str(workdir), str(tmp_path / 'out'), teacher_layer='pool9', data_dir=str(data_dir))
+  assert not (tmp_path / 'out').exists()
+
+
+def test_a_stage_that_does_not_train_the_student_is_named(tmp_path):
+  # The student stages come from the stages' own Role (stages.students()), not from a list kept here.
+  with pytest.raises(errors.ConfigError, match=r"--stage='face' is not a stage that trains the student"):
+    visualize.visualize(str(tmp_path), str(tmp_path / 'out'), student_stage='face')
   assert not (tmp_path / 'out').exists()

@@ -2,7 +2,7 @@
 
 from absl import app, flags, logging
 
-from fn2en_jax import convert, errors
+from fn2en_jax import cli, convert
 
 _INPUT = flags.DEFINE_string('input', None, 'The pretrained file (vgg_face: .pth, .h5 or .caffemodel; dlib_resnet: '
                              'the .dat, by default the one installed with face_recognition_models).')
@@ -24,4 +24,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  errors.run_app(main)
+  cli.run_app(main)

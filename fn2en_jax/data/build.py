@@ -18,7 +18,7 @@ from absl import flags
 from etils import epath
 import tensorflow_datasets as tfds
 
-from fn2en_jax import errors
+from fn2en_jax import cli, errors
 from fn2en_jax.data import builders  # noqa: F401  (registers the builders)
 
 
@@ -139,7 +139,7 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  """Builds the dataset named by the one argument after the flags; `errors.run_app` runs it."""
+  """Builds the dataset named by the one argument after the flags; `cli.run_app` runs it."""
   if len(argv) != 2:
     raise errors.ConfigError(f'expected one dataset name after the flags, got {list(argv[1:])}',
                              'python -m fn2en_jax.data.build NAME[/CONFIG] --data_dir=DIR --manual_dir=DIR, e.g. '
@@ -162,4 +162,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  errors.run_app(main)
+  cli.run_app(main)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from fn2en_jax import errors
 from fn2en_jax.data import build, folds
+from fn2en_jax.models import preprocess
 
 
 PROTOCOLS = ('subject_folds', 'tfd_folds', 'leave_one_subject_out')
@@ -264,10 +265,6 @@ def holdout_split(examples: Examples, every: int) -> tuple[Examples, Examples]:
   return examples.subset(positions[positions % every != 0]), examples.subset(positions[positions % every == 0])
 
 
-def normalize(images: np.ndarray) -> np.ndarray:
-  return images.astype(np.float32) / 127.5 - 1.0
-
-
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
   if image.shape[0] == size and image.shape[1] == size:
     return image
@@ -282,14 +279,14 @@ def preprocess_train(image: np.ndarray, rng: np.random.Generator, image_size: in
   image = image[top:top + image_size, left:left + image_size]
   if flip and rng.random() < 0.5:
     image = image[:, ::-1]
-  return normalize(image)
+  return preprocess.from_uint8(image)
 
 
 def preprocess_eval(image: np.ndarray, image_size: int, resize: int) -> np.ndarray:
   """Resize to `resize`, center `image_size` crop."""
   image = _resize(image, resize)
   offset = (resize - image_size) // 2
-  return normalize(image[offset:offset + image_size, offset:offset + image_size])
+  return preprocess.from_uint8(image[offset:offset + image_size, offset:offset + image_size])
 
 
 def resize_for(data_cfg: ml_collections.ConfigDict) -> int:

@@ -22,7 +22,6 @@ from flax import traverse_util
 from fn2en_jax import errors
 from fn2en_jax.models.dlib_resnet import DlibResNet
 from fn2en_jax.models.vgg_face import VGGFace
-from fn2en_jax.train import checkpoint, state
 
 MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet}
 # The layer that maps features to classes: dropped when a face net is fine-tuned on another label set.
@@ -159,16 +158,3 @@ def load(init: str, dtype: Any = jnp.float32) -> tuple[nn.Module, dict, dict]:
   module = MODELS[meta['model']](num_classes=_num_classes(meta['model'], variables['params']), dtype=dtype,
                                  **_stored_kwargs(meta))
   return module, variables, meta
-
-
-def export_trained(teacher: ml_collections.ConfigDict, stage_dir: str, output: str, input_size: int,
-                   dtype: Any, mesh) -> None:
-  """Writes the face net trained in `stage_dir` (a face_pretrain stage) as a face-net directory without its identity
-  classifier, as `python -m fn2en_jax.convert` writes a converted one."""
-  module = build(teacher, num_classes=1, dtype=dtype)
-  variables = state.abstract_variables(module, input_size, mesh)
-  pattern = classifier_pattern(teacher.model)
-  restored = checkpoint.restore_into(checkpoint.trained_state_path(stage_dir), variables, reinit=(pattern,),
-                                     skip=(pattern,))
-  save(output, teacher.model, model_kwargs(teacher), without_classifier(teacher.model, restored)['params'],
-       input_size, batch_stats=restored.get('batch_stats'))

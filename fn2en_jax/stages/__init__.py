@@ -1,6 +1,7 @@
 """The training stages of FaceNet2ExpNet, one module each, all with the same interface:
 
   NAME                 the stage's name in `config.stages`, its directory in the workdir, its config `stage_<NAME>`
+  ROLE                 what it trains and reports (`Role`): what the commands that read a finished run look up
   READS                the stage whose final checkpoint it starts from, or None: declared here once, and the
                        orchestrator derives the order checks from it
   validate(config)     checks the config fields this stage alone reads (optional)
@@ -52,12 +53,50 @@ class Context:
     return os.path.join(self.workdir, stage)
 
 
+@dataclasses.dataclass(frozen=True)
+class Role:
+  """What a stage trains and what it reports: read by evaluate, predict, export, visualize, results and kfold, so
+  that adding a stage or renaming a row is an edit to that stage's module alone."""
+  net: str                       # 'student' (models/expnet) or 'face_net' (models/face_nets)
+  classifies: str | None         # 'expressions', 'identities', or None (stage a regresses features)
+  row: str | None = None         # its row in results.md and kfold.md, or None
+  paper_key: str | None = None   # that row's key in a config's `paper` (the paper's accuracy beside it)
+  rank: int = 0                  # the row's position in the table (the paper's order: baselines, then FN2EN)
+
+
 def _registry() -> dict:
   from fn2en_jax.stages import a, b, face, face_pretrain, scratch  # pylint: disable=import-outside-toplevel
   return {m.NAME: m for m in (face_pretrain, face, a, b, scratch)}
 
 
 STAGES = _registry()
+
+
+def classifiers() -> tuple[str, ...]:
+  """The stages whose nets classify (expressions or, for face_pretrain, identities)."""
+  return tuple(name for name, m in STAGES.items() if m.ROLE.classifies)
+
+
+def expression_nets() -> tuple[str, ...]:
+  """The stages whose trained nets classify expressions: what predict and export can serve, FN2EN first."""
+  return tuple(sorted((name for name, m in STAGES.items() if m.ROLE.classifies == 'expressions'),
+                      key=lambda name: -STAGES[name].ROLE.rank))
+
+
+def students() -> tuple[str, ...]:
+  """The stages that train the student as an expression classifier (FN2EN and its baseline from scratch)."""
+  return tuple(n for n in expression_nets() if STAGES[n].ROLE.net == 'student')
+
+
+def rows() -> tuple[tuple[str, str], ...]:
+  """(row, stage) of the results table, in its order."""
+  named = sorted((m.ROLE.rank, m.ROLE.row, name) for name, m in STAGES.items() if m.ROLE.row)
+  return tuple((row, name) for _, row, name in named)
+
+
+def paper_keys() -> dict[str, str]:
+  """The paper's key of each row, by the stage that fills it."""
+  return {name: m.ROLE.paper_key for name, m in STAGES.items() if m.ROLE.paper_key}
 
 
 def order_errors(stages: tuple[str, ...]) -> list[str]:

@@ -11,8 +11,10 @@ With `stage_a.cache_teacher` the teacher's maps of `stage_a.views` fixed views p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +23,12 @@ from jax import lax
 from fn2en_jax import errors, losses, models
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
-from fn2en_jax.stages import Context, teacher_cache
+from fn2en_jax.stages import Context, Role, teacher_cache
 from fn2en_jax.train import checkpoint, loop, parallel, state
 
 NAME = 'a'
 READS = 'face'  # the fine-tuned face net is the teacher
+ROLE = Role(net='student', classifies=None)  # regresses the teacher's features; no row of its own
 
 
 def validate(config) -> None:
@@ -86,34 +89,50 @@ def load_teacher(config, ctx: Context, num_classes: int):
                                           name='teacher')
 
 
-def setup(config, ctx: Context):
-  splits = pipeline.splits(config.data, ctx.data_dir)
-  train = splits.train
-  teacher, teacher_vars = load_teacher(config, ctx, len(train.class_names))
-  tap = config.teacher.tap
-  size = config.data.image_size
-  tap_shape = jax.eval_shape(functools.partial(teacher.apply, train=False, tap=tap), teacher_vars,
-                             jnp.zeros((1, size, size, 3))).shape
+@dataclasses.dataclass(frozen=True)
+class Built:
+  """Stage a's student and steps for a teacher, built without reading or writing anything (setup and bench)."""
+  student: Any                 # the ExpNet, with a 1x1 adapter to the teacher's channels where they differ
+  variables: dict              # its initial variables (host arrays)
+  state: Any                   # its TrainState (stage_a's optimizer), not yet replicated
+  map_shape: tuple[int, ...]   # the student's map (H, W, C): the teacher's tap is resized to its (H, W)
+  train_step: Callable         # (state, batch, teacher_vars) -> (state, metrics), per replica
+  eval_step: Callable          # (state, batch, teacher_vars) -> per-example Lp loss, per replica
+
+
+def build(config, teacher, teacher_vars, num_classes: int, rng: jax.Array) -> Built:
+  """The student stage a trains against `teacher`'s `config.teacher.tap`, its initial state and its pure steps."""
+  tap, size = config.teacher.tap, config.data.image_size
+  images = jnp.zeros((1, size, size, 3))
+  tap_shape = jax.eval_shape(functools.partial(teacher.apply, train=False, tap=tap), teacher_vars, images).shape
   if len(tap_shape) != 4:
     raise errors.ConfigError(f'config.teacher.tap={tap!r} is a vector {tap_shape}; stage a regresses a spatial map',
                              'set --config.teacher.tap to pool1..pool5 (vgg_face) or res1..res5 (dlib_resnet)')
   channels = tap_shape[-1]
   adapter = None if channels == config.student.widths[-1] else channels
-  student = expnet.from_config(config, len(train.class_names), axis_name=parallel.AXIS, adapter_channels=adapter)
-  variables = state.init_variables(student, ctx.rng, size, tap='adapter')
-  initial = state.create_state(student, variables, config.stage_a, ctx.rng, tap='adapter')
+  student = expnet.from_config(config, num_classes, axis_name=parallel.AXIS, adapter_channels=adapter)
+  variables = state.init_variables(student, rng, size, tap='adapter')
+  initial = state.create_state(student, variables, config.stage_a, rng, tap='adapter')
+  map_shape = jax.eval_shape(functools.partial(student.apply, train=False, tap='adapter'), variables,
+                             images).shape[1:]
   hp = dict(teacher=teacher, tap=tap, p=config.stage_a.p, reduction=config.stage_a.reduction)
-  targets = None
+  return Built(student=student, variables=variables, state=initial, map_shape=tuple(map_shape),
+               train_step=functools.partial(train_step, **hp), eval_step=functools.partial(eval_step, **hp))
+
+
+def setup(config, ctx: Context):
+  splits = pipeline.splits(config.data, ctx.data_dir)
+  train = splits.train
+  teacher, teacher_vars = load_teacher(config, ctx, len(train.class_names))
+  built = build(config, teacher, teacher_vars, len(train.class_names), ctx.rng)
+  options = dict(views=config.stage_a.views)
   if config.stage_a.cache_teacher and not loop.is_finished(ctx.workdir, NAME, config.stage_a):
-    map_size = jax.eval_shape(functools.partial(student.apply, train=False, tap='adapter'), variables,
-                              jnp.zeros((1, size, size, 3))).shape[1:3]
-    targets = cached_targets(config, ctx, train, teacher, teacher_vars, map_size)
+    options['targets'] = cached_targets(config, ctx, train, teacher, teacher_vars, built.map_shape[:2])
   return loop.Stage(
-      name=NAME, state=parallel.replicate(initial, ctx.mesh), aux=teacher_vars,
+      name=NAME, state=parallel.replicate(built.state, ctx.mesh), aux=teacher_vars,
       hparams=config.stage_a, data_cfg=config.data, train_examples=train, validation_examples=splits.validation,
-      eval_examples=splits.test, selection=SELECTION,
-      train_step=functools.partial(train_step, **hp), eval_step=functools.partial(eval_step, **hp),
-      summarize=summarize, views=config.stage_a.views, targets=targets)
+      eval_examples=splits.test, selection=SELECTION, train_step=built.train_step, eval_step=built.eval_step,
+      summarize=summarize, iterator_options=options)
 
 
 def cached_targets(config, ctx: Context, train, teacher, teacher_vars, map_size) -> teacher_cache.Targets:

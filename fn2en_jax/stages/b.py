@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet
-from fn2en_jax.stages import Context, classification
+from fn2en_jax.stages import Context, Role, classification
 from fn2en_jax.train import checkpoint, parallel, state
 
 NAME = 'b'
 READS = 'a'
+ROLE = Role(net='student', classifies='expressions', row='FN2EN', paper_key='fn2en', rank=2)
 FRESH = ('^params/head/',)     # the fully connected layers stage b adds
 LEFT_BEHIND = ('/adapter/',)   # stage a's 1x1 adapter to the teacher's channels, if it had one
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from fn2en_jax import losses, results
+from fn2en_jax import losses, metrics
 from fn2en_jax.data import pipeline
 from fn2en_jax.train import loop, parallel
 from fn2en_jax.train.state import TrainState
@@ -49,14 +49,20 @@ def eval_step(state: TrainState, batch: dict, aux: Any) -> dict:
   del aux
   logits = state.apply_fn(state.variables, batch['image'], train=False).astype(jnp.float32)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
+  # The probabilities come along for evaluate's report (its most confident mistakes): one forward pass for both.
   return {'prediction': jnp.argmax(logits, -1).astype(jnp.int32), 'label': batch['label'], 'loss': loss,
-          'mask': batch['mask']}
+          'probabilities': jax.nn.softmax(logits, -1), 'mask': batch['mask']}
 
 
 def summarize(outputs: dict[str, np.ndarray], class_names) -> dict:
   keep = outputs['mask'].astype(bool)
-  report = results.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
+  report = metrics.classification_report(outputs['label'][keep], outputs['prediction'][keep], class_names)
   return {**report, 'loss': float(outputs['loss'][keep].mean())}
+
+
+def step_for(stage_cfg: ml_collections.ConfigDict) -> Callable:
+  """The train step of a classifying stage with its config's fields bound: what the stage and bench run."""
+  return functools.partial(train_step, label_smoothing=stage_cfg.label_smoothing)
 
 
 def stage(name: str, *, state: TrainState, stage_cfg: ml_collections.ConfigDict,
@@ -65,5 +71,5 @@ def stage(name: str, *, state: TrainState, stage_cfg: ml_collections.ConfigDict,
       name=name, state=parallel.replicate(state, mesh), aux=None, hparams=stage_cfg, data_cfg=data_cfg,
       train_examples=splits.train, validation_examples=splits.validation, eval_examples=splits.test,
       selection=SELECTION,
-      train_step=functools.partial(train_step, label_smoothing=stage_cfg.label_smoothing), eval_step=eval_step,
+      train_step=step_for(stage_cfg), eval_step=eval_step,
       summarize=functools.partial(summarize, class_names=splits.train.class_names))

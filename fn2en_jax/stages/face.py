@@ -20,11 +20,13 @@ from absl import logging
 from fn2en_jax import errors, models, workdir
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
-from fn2en_jax.stages import Context, classification, linear_probe
+from fn2en_jax.stages import Context, Role, classification, linear_probe
 from fn2en_jax.train import checkpoint, loop, parallel, state
 
 NAME = 'face'
 READS = 'face_pretrain'  # only where no converted face net is named in teacher.init
+ROLE = Role(net='face_net', classifies='expressions', row='Face net fine-tune (baseline)', paper_key='face',
+            rank=1)
 PROBE_JSON = 'linear_probe.json'
 
 

@@ -6,14 +6,19 @@ identities. It saves the whole face net; the `face` stage keeps everything but t
 
 from __future__ import annotations
 
+from typing import Any
+
+import ml_collections
+
 from fn2en_jax import errors, models
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import face_nets
-from fn2en_jax.stages import Context, classification
-from fn2en_jax.train import parallel, state
+from fn2en_jax.stages import Context, Role, classification
+from fn2en_jax.train import checkpoint, parallel, state
 
 NAME = 'face_pretrain'
 READS = None
+ROLE = Role(net='face_net', classifies='identities')  # trains the face net on identities: no row
 
 
 def validate(config) -> None:
@@ -52,3 +57,17 @@ def setup(config, ctx: Context):
   initial = state.create_state(model, variables, config.stage_face_pretrain, ctx.rng)
   return classification.stage(NAME, state=initial, stage_cfg=config.stage_face_pretrain, data_cfg=config.face_data,
                               splits=splits, mesh=ctx.mesh)
+
+
+def export_trained(teacher: ml_collections.ConfigDict, stage_dir: str, output: str, input_size: int,
+                   dtype: Any, mesh) -> None:
+  """Writes the face net trained in `stage_dir` (a face_pretrain stage) as a face-net directory without its identity
+  classifier, as `python -m fn2en_jax.convert` writes a converted one."""
+  module = face_nets.build(teacher, num_classes=1, dtype=dtype)
+  variables = state.abstract_variables(module, input_size, mesh)
+  pattern = face_nets.classifier_pattern(teacher.model)
+  restored = checkpoint.restore_into(checkpoint.trained_state_path(stage_dir), variables, reinit=(pattern,),
+                                     skip=(pattern,))
+  face_nets.save(output, teacher.model, face_nets.model_kwargs(teacher),
+                 face_nets.without_classifier(teacher.model, restored)['params'],
+                 input_size, batch_stats=restored.get('batch_stats'))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet
-from fn2en_jax.stages import Context, classification
+from fn2en_jax.stages import Context, Role, classification
 from fn2en_jax.train import parallel, state
 
 NAME = 'scratch'
 READS = None
+ROLE = Role(net='student', classifies='expressions', row='Train from scratch (BN)', paper_key='scratch',
+            rank=0)
 
 
 def setup(config, ctx: Context):

@@ -12,7 +12,9 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from fn2en_jax.train.state import TrainState
+from fn2en_jax import errors
+from fn2en_jax.train import parallel
+from fn2en_jax.train.state import TrainState, abstract_variables
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -81,6 +83,20 @@ def trained_state_path(stage_dir: str) -> str:
   if best_record(stage_dir) is not None:
     return latest_state_path(os.path.join(stage_dir, BEST))
   return latest_state_path(stage_dir)
+
+
+def trained_variables(model, image_size: int, stage_dir: str) -> dict:
+  """The parameters and BatchNorm statistics of the net `stage_dir` trained (its chosen checkpoint; not its
+  optimizer state), on this host's first device: the one restore of a trained net for inference (predict, export,
+  visualize). `model` is the net the stage's `Role` names, built as it was trained."""
+  target = abstract_variables(model, image_size, parallel.make_mesh(jax.local_devices()[:1]))
+  target = {c: v for c, v in target.items() if c in ('params', 'batch_stats') and v}
+  try:
+    path = trained_state_path(stage_dir)
+  except FileNotFoundError as e:
+    raise errors.WorkdirError(f'{stage_dir}: no finished checkpoint', 'run that stage first, or pick another '
+                              '--stage') from e
+  return restore_subset(path, target)
 
 
 def latest_state_path(stage_dir: str) -> str:

@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, metrics, parameter_overview, periodic_actions
+from clu import metrics, parameter_overview
 
 from fn2en_jax import errors
 from fn2en_jax.data import pipeline
@@ -55,8 +55,9 @@ class Stage:
   train_step: Callable              # (state, batch, aux) -> (state, metrics), per replica
   eval_step: Callable               # (state, batch, aux) -> per-example outputs, per replica
   summarize: Callable               # host outputs of the whole eval set -> metrics dict
-  views: int = 0                    # fixed augmentation views per training example; 0 = fresh ones (pipeline)
-  targets: Any = None               # targets[i, view] -> batch['target'] (stage a's cached teacher maps), or None
+  # Keyword arguments of pipeline.train_iterator for this stage alone (stage a: its fixed views and their cached
+  # teacher maps); the loop passes them through without knowing what they are.
+  iterator_options: dict = dataclasses.field(default_factory=dict)
   notes: dict = dataclasses.field(default_factory=dict)  # what setup found, added to the summary (the face probe)
 
 
@@ -87,10 +88,16 @@ def is_finished(workdir: str, name: str, hp: ml_collections.ConfigDict) -> bool:
   return latest == hp.num_steps or stopped_early(checkpoint.best_record(stage_dir), latest, hp)
 
 
-def _evaluate(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict:
+def eval_outputs(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict[str, np.ndarray]:
+  """The stage's eval step over every example of `arrays` (padded batches, `mask` marking the real rows), on the
+  host: what `summarize` reads, and what evaluate's report reads beyond it."""
   outputs = [parallel.to_host(eval_step(state, parallel.shard_batch(batch, mesh), stage.aux))
              for batch in pipeline.eval_batches(arrays, stage.hparams.batch_size)]
-  return stage.summarize({k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]})
+  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def _evaluate(stage: Stage, state: TrainState, eval_step, arrays: dict, mesh) -> dict:
+  return stage.summarize(eval_outputs(stage, state, eval_step, arrays, mesh))
 
 
 def _scalars(summary: dict) -> dict:
@@ -145,7 +152,7 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   mngr = checkpoint.manager(stage_dir)
   best_mngr = checkpoint.best_manager(stage_dir) if stage.validation_examples is not None else None
   data_iter = pipeline.train_iterator(stage.train_examples, stage.data_cfg, global_batch_size=hp.batch_size,
-                                      seed=seed, views=stage.views, targets=stage.targets)
+                                      seed=seed, **stage.iterator_options)
   state = stage.state
   start = mngr.latest_step() or 0
   if start:
@@ -157,6 +164,9 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   eval_step = parallel.data_parallel_eval(stage.eval_step, mesh)
   validation = pipeline.eval_arrays(stage.validation_examples, stage.data_cfg) if best_mngr else None
 
+  # clu's writers import TensorFlow (seconds of start-up): imported here, by a run, and not by every command that
+  # only reads what a stage is (predict, export, evaluate import the stages).
+  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
   writer = metric_writers.create_default_writer(os.path.join(stage_dir, 'tensorboard'),
                                                 just_logging=jax.process_index() > 0)
   if not done:
