@@ -77,18 +77,25 @@ def _missing_config_file(flag: str, argv: Sequence[str]) -> ConfigError | None:
   """A ConfigError if `flag` is a config-file flag whose file, as given in `argv` or as parsed, does not exist.
 
   ml_collections defers a missing file's IOError until the config is first read; the path itself is checked here,
-  through config_flags' public API (is_config_flag, get_config_filename), so that it is named before anything runs.
+  through config_flags' public API (get_config_filename), so that it is named before anything runs.
   """
   path = _flag_argument(flag, argv)
-  if path is None and flag in flags.FLAGS and config_flags.is_config_flag(flags.FLAGS[flag]):
-    try:
-      path = config_flags.get_config_filename(flags.FLAGS[flag])
-    except flags.Error:  # not parsed yet (config_flags.UnparsedFlagError)
-      path = None
+  if path is None:
+    path = _config_filename(flag)
   if isinstance(path, str) and path and not os.path.isfile(path.split(':', 1)[0]):
     return ConfigError(f'--{flag}={path}: config file not found',
                        f'pass the path of a config file (configs/*.py), relative to {os.getcwd()} or absolute')
   return None
+
+
+def _config_filename(flag: str) -> str | None:
+  """The file a config-file flag was given, or None for any other flag (or one not parsed yet)."""
+  if flag not in flags.FLAGS:
+    return None
+  try:
+    return config_flags.get_config_filename(flags.FLAGS[flag])
+  except (TypeError, flags.Error):  # TypeError: not a config flag; flags.Error: not parsed yet
+    return None
 
 
 def _first_missing(config: Any, path: str) -> str | None:
@@ -148,7 +155,7 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
       raise
     raise error from e
   for name in flags.FLAGS:
-    error = _missing_config_file(name, argv) if config_flags.is_config_flag(flags.FLAGS[name]) else None
+    error = _missing_config_file(name, argv) if _config_filename(name) is not None else None
     if error is not None:
       raise error
   return remaining

@@ -1,7 +1,7 @@
 """The package's layers, read from the source: each imports only from the layers below it, so that a model can be
 used without the trainer, the trainer without the commands, and nothing imports upwards into a cycle.
 
-  errors, losses, metrics, workdir          the leaves
+  errors, cli, losses, metrics, workdir     the leaves (cli: every command's flag parsing, data/build's too)
   models/                                   the nets and their one input scale
   data/                                     datasets, splits, the input pipeline
   train/                                    state, steps, parallelism, checkpoints, the loop
@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 
 PACKAGE = os.path.join(REPO, 'fn2en_jax')
-LEAVES = {'errors', 'losses', 'metrics', 'workdir'}
+LEAVES = {'errors', 'cli', 'losses', 'metrics', 'workdir'}
 ALLOWED = {
     'models': LEAVES | {'models'},
     'data': LEAVES | {'models', 'data'},
