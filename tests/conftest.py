@@ -38,9 +38,11 @@ def pytest_xdist_auto_num_workers(config):
   """`-n auto` (pyproject.toml): one worker per core, at most 4.
 
   Most of the suite's time is single-threaded (Python imports, tracing, XLA compiling tiny programs, processes
-  waiting on each other), so two workers keep two cores busy where one kept one. Each worker builds the
-  session's shared runs it needs (`tiny_run`) itself, so beyond a few workers the duplicates cost more than the
-  parallelism gains; the cap also bounds memory (every worker and each `python -m` it starts holds JAX and TF).
+  waiting on each other), so two workers keep two cores busy where one kept one. A file's tests stay on one
+  worker (`--dist loadfile`), so that its module-scoped runs (the two-host runs, the interruptions) are made
+  once; each worker builds the session's shared runs it needs (`tiny_run`) itself, so beyond a few workers the
+  duplicates cost more than the parallelism gains; the cap also bounds memory (every worker and each `python -m`
+  it starts holds JAX and TF).
   """
   del config
   return max(1, min(4, len(os.sched_getaffinity(0))))
