@@ -3,21 +3,10 @@
   python -m fn2en_jax.predict --workdir=DIR [--stage=b] [--json] [--annotate=OUT_DIR] INPUT...
   python -m fn2en_jax.predict --workdir=DIR --camera=0 [--annotate=OUT_DIR]
 
-INPUT is an image, a folder (its images and videos, recursively) or a video. Every frame's faces are found by
-`detect` (OpenCV's frontal Haar cascade; any `image -> boxes` function can replace it), and each face is cropped and
-normalised as the training pipeline fed that workdir's dataset to the net:
-
-  1. the crop the dataset builder stored: a square around the Haar box grown by the builder's margin, resized to the
-     stored image size (both read from the built dataset's metadata in `config.data_dir`; where the dataset does not
-     record them, the Haar builders' margin 0.2 and the size `round(image_size * crop_scale)`);
-  2. `data/pipeline.py`'s evaluation preprocessing: resize to `round(image_size * crop_scale)`, centre crop of
-     `image_size`;
-  3. `model_input`: grey datasets (`GREY_DATASETS`, stored as three equal channels) see grey faces, then RGB is scaled
-     to [-1, 1].
-
-Every value comes from the workdir's saved config (`config.json`, or the `config` of `results.json` of runs written
-before it existed), never from defaults. A k-fold workdir (`fold_<i>/` folders) predicts with `--fold=i`, or with
-fold 0 and a note saying so: every fold's net is an equally good model, trained on a different subset of subjects.
+INPUT is an image, a folder (its images and videos, recursively) or a video. Every frame's faces are found, cropped
+and normalised as the training pipeline fed that workdir's dataset to the net, by predictor.py's `Predictor` (its
+docstring lists the steps; every value comes from the workdir's saved config). A k-fold workdir predicts with
+`--fold=i`, or with fold 0 and a note saying so.
 
 Faces are batched across files and frames in fixed batches of `BATCH_SIZE` (the last one padded), so the net
 compiles once. One line per face goes to stdout: the file (and frame), the box (x, y, width, height), the predicted
@@ -25,8 +14,7 @@ expression and the probability of every class; with `--json` the same as JSON li
 `box`, `label`, `probabilities`. A photo without a face says so; a file that is neither an image nor a video is named
 on stderr and the others still run; the exit code is 3 (errors.INPUT) when any input failed.
 
-The trained net, its face detection and its preprocessing are predictor.py's (`Predictor`, from Python too);
-this module reads the media and writes the results.
+This module reads the media and writes the results; from Python, use `predictor.Predictor` directly.
 """
 
 from __future__ import annotations
