@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
+import roundoff
 
 from fn2en_jax import losses
+
+# The losses are computed in float32 and compared with NumPy's float64 computation of the same numbers: the float32
+# result is within the bound of tests/roundoff.py (its sums and roundings, from the inputs' magnitudes) of the exact
+# value; the float64 one within 100 x 2**-53 of it (sums of at most 80 terms of one sign, a log of at most 4 terms).
+FLOAT64 = 100 * 2.0 ** -53
 
 
 @pytest.mark.parametrize('p', [1, 2])
@@ -13,8 +19,10 @@ def test_lp_regression_matches_numpy(p, reduction):
   per_example = [np.sum(np.abs(s - t) ** p) for s, t in zip(student.astype(np.float64), teacher)]
   if reduction == 'mean':
     per_example = [v / (4 * 4 * 5) for v in per_example]
-  got = losses.lp_regression(student, teacher, p=p, reduction=reduction)
-  np.testing.assert_allclose(got, np.mean(per_example), rtol=1e-5)
+  got, bound = roundoff.bound(lambda s, t: losses.lp_regression(s, t, p=p, reduction=reduction), student, teacher)
+  expected = np.mean(per_example)
+  roundoff.assert_within(got, expected, bound + FLOAT64 * expected)
+  assert bound < 200 * roundoff.U * expected  # a sum of terms of one sign: no cancellation, a few hundred u at most
 
 
 def test_lp_regression_zero_at_the_teacher_and_bfloat16_safe():
@@ -44,4 +52,6 @@ def test_cross_entropy_matches_numpy_with_label_smoothing():
     targets = np.full((5, 4), smoothing / 4)
     targets[np.arange(5), labels] += 1 - smoothing
     expected = -(targets * log_probs).sum(-1).mean()
-    np.testing.assert_allclose(losses.cross_entropy(logits, labels, smoothing), expected, rtol=1e-5)
+    got, bound = roundoff.bound(lambda x, y: losses.cross_entropy(x, y, smoothing), logits, labels)
+    roundoff.assert_within(got, expected, bound + FLOAT64 * abs(expected))
+    assert bound < 200 * roundoff.U * abs(expected)

@@ -10,6 +10,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+import roundoff
 
 from conftest import REPO
 from fn2en_jax import errors, models, visualize
@@ -41,31 +42,59 @@ def _pool2x2(x):
   return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def _check_neurons(net, scores):
-  """`net` (the JSON of one net) against `scores` (faces x channels), computed here."""
-  ranked = np.argsort(-scores.mean(axis=0), kind='stable')
-  assert [e['channel'] for e in net['neurons']] == ranked[:len(net['neurons'])].tolist()
+def _assert_ranked(order, values, tolerance, err_msg=''):
+  """`order` (the first indices of a ranking, highest first, that another computation of `values` made) ranks
+  `values` as they are, but for values within `tolerance` of each other: no value ranked later, or left out, is
+  above one ranked before it by more. Where the gaps exceed the tolerance, that is one ranking only."""
+  for i, index in enumerate(order):
+    later = np.delete(values, order[:i + 1])
+    assert values[index] >= np.max(later, initial=-np.inf) - tolerance, (err_msg, i, order, values)
+
+
+def _check_neurons(net, scores, tolerance):
+  """`net` (the JSON of one net) against `scores` (faces x channels), computed here by another program: the two
+  computations of a score are within `tolerance` of each other."""
+  # The channels' means over the faces, each computed in float32 by NumPy from scores `tolerance` apart: within
+  # that, plus the rounding of the two means (a sum of n terms and a division: gamma(n + 1) of the largest score).
+  key = scores.mean(axis=0)
+  _assert_ranked([e['channel'] for e in net['neurons']], key,
+                 2 * (tolerance + 2 * roundoff.gamma(len(scores) + 1) * np.max(np.abs(scores))), 'channels')
   assert net['num_channels'] == scores.shape[1]
   for entry in net['neurons']:
     column = scores[:, entry['channel']]
+    _assert_ranked(entry['top_faces'], column, 2 * tolerance, f"channel {entry['channel']}'s top faces")
+    assert len(entry['top_faces']) == 3
+    roundoff.assert_within(entry['top_face_activations'], column[entry['top_faces']], tolerance)
     top = np.argsort(-column, kind='stable')[:3]
-    assert entry['top_faces'] == top.tolist()
-    np.testing.assert_allclose(entry['top_face_activations'], column[top], rtol=1e-5, atol=1e-6)
     assert np.all(column[top][-1] >= np.delete(column, top))  # no face left out beats the ones shown
 
 
+def _score_tolerance(layer_fn, variables, images):
+  """How far apart two float32 computations of every face's spatially averaged activation of every channel may be
+  (tests/roundoff.py: twice the bound on either's error), checked to be far below the scores' differences that
+  the ranking assertions are about."""
+  scores, error = roundoff.bound(lambda v, x: layer_fn(v, x).mean(axis=(1, 2)), variables, images)
+  assert 2 * error < 1e-2 * np.max(np.abs(scores)), error
+  return 2 * error
+
+
 def test_top_faces_are_the_top_faces_of_each_models_own_tap(shown):
+  """The visualisation scores the faces with `visualize.channel_scores` (jitted, in batches of 64); here, the whole
+  models run op by op on all the faces and NumPy averages: the same sums in other orders, compared within the bound
+  of tests/roundoff.py. Rankings are compared up to faces or channels whose scores are closer than that."""
   workdir, data_dir, _, result = shown
   config, images = _eval_images(workdir, data_dir)
   student_net, teacher_net = result['nets'].values()
   student = expnet.from_config(config, 8)
   variables = checkpoint.trained_variables(student, config.data.image_size, os.path.join(workdir, 'b'))
   pool5 = np.asarray(student.apply(variables, images, train=False, tap='pool5'))  # the whole ExpNet, its own tap
-  _check_neurons(student_net, pool5.mean(axis=(1, 2)))
+  _check_neurons(student_net, pool5.mean(axis=(1, 2)),
+                 _score_tolerance(visualize.student_layer_fn(student, 'pool5'), variables, images))
   teacher = face_nets.build(config.teacher, 8, models.dtype(config))
   variables = checkpoint.trained_variables(teacher, config.data.image_size, os.path.join(workdir, 'face'))
   tap = np.asarray(teacher.apply(variables, images, train=False, tap=config.teacher.tap))
-  _check_neurons(teacher_net, tap.mean(axis=(1, 2)))
+  _check_neurons(teacher_net, tap.mean(axis=(1, 2)),
+                 _score_tolerance(visualize.teacher_layer_fn(teacher, config.teacher.tap), variables, images))
 
 
 def test_a_conv_block_of_the_student_is_that_block_of_the_whole_net(tiny_run):
@@ -78,7 +107,9 @@ def test_a_conv_block_of_the_student_is_that_block_of_the_whole_net(tiny_run):
   _, state = student.apply(variables, images, train=False, tap='pool5', capture_intermediates=True,
                            mutable=['intermediates'])
   bn3 = np.asarray(state['intermediates']['trunk']['bn3']['__call__'][0])
-  np.testing.assert_allclose(got, _pool2x2(np.maximum(bn3, 0)), rtol=1e-5, atol=1e-5)
+  # Both run op by op, the same operations on the same arrays up to BatchNorm 3, and ReLU and max pooling do not
+  # round: the same numbers, exactly.
+  np.testing.assert_array_equal(got, _pool2x2(np.maximum(bn3, 0)))
   assert got.shape[-1] == config.student.widths[2]
 
 
@@ -103,8 +134,11 @@ def test_the_synthesised_inputs_are_what_the_json_measured(shown, tiny_run):
   student = expnet.from_config(config, 8)
   variables = checkpoint.trained_variables(student, config.data.image_size, os.path.join(workdir, 'b'))
   maps = np.asarray(student.apply(variables, synthesised, train=False, tap='pool5'))
+  # The JSON's activation is the jitted objective on one image; here, the whole net op by op on both and NumPy's
+  # mean: the same sums in other orders, within twice the bound of tests/roundoff.py on either.
+  tolerance = _score_tolerance(visualize.student_layer_fn(student, 'pool5'), variables, synthesised)
   for i, entry in enumerate(next(iter(result['nets'].values()))['neurons']):
-    assert maps[i, :, :, entry['channel']].mean() == pytest.approx(entry['activation_of_synthesised'], rel=1e-4)
+    roundoff.assert_within(maps[i, :, :, entry['channel']].mean(), entry['activation_of_synthesised'], tolerance)
   assert (output / 'neurons_pool5_pool5.png').stat().st_size > 10_000
   assert json.loads((output / 'neurons_pool5_pool5.json').read_text())['nets'] == result['nets']
   assert list(result['nets']) == ['student (b), pool5', 'teacher (face), pool5']
