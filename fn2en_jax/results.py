@@ -4,6 +4,7 @@ per row of the table). Its rows are the stages' own (`stages.Role`); the numbers
 from __future__ import annotations
 
 import os
+
 import numpy as np
 
 from fn2en_jax import stages
