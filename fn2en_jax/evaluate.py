@@ -11,6 +11,7 @@ the folds beside the paper's number.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -107,10 +108,13 @@ def reevaluate_stage(config, name: str, workdir: str, mesh, data_dir: str) -> tu
     raise errors.ConfigError(f'config.stage_{name}.batch_size={stage.hparams.batch_size} does not divide over '
                              f'the {mesh.size} devices here', 'evaluate on as many devices as the run trained on')
   arrays = pipeline.eval_arrays(stage.eval_examples, stage.data_cfg)
-  # The loop's own evaluation (its eval step, batches and padding), not a copy of it.
-  outputs = loop.eval_outputs(stage, state, parallel.data_parallel_eval(stage.eval_step, mesh), arrays, mesh)
+  # The loop's own evaluation (its eval step, batches and padding), not a copy of it; a classifier's step also
+  # returns its probabilities, from the same forward pass.
+  classifies = name in classifiers()
+  eval_step = functools.partial(stage.eval_step, probabilities=True) if classifies else stage.eval_step
+  outputs = loop.eval_outputs(stage, state, parallel.data_parallel_eval(eval_step, mesh), arrays, mesh)
   summary = stage.summarize(outputs)
-  if name not in classifiers():
+  if not classifies:
     return summary, None
   keep = outputs['mask'].astype(bool)
   return summary, {'image': arrays['image'], 'label': outputs['label'][keep],

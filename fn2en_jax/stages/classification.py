@@ -45,13 +45,18 @@ def train_step(state: TrainState, batch: dict, aux: Any, *, label_smoothing: flo
 SELECTION = loop.Selection(metric='accuracy', mode='max', tiebreak='loss')
 
 
-def eval_step(state: TrainState, batch: dict, aux: Any) -> dict:
+def eval_step(state: TrainState, batch: dict, aux: Any, *, probabilities: bool = False) -> dict:
+  """Per example: the prediction, label and loss; with `probabilities` also every class's probability, from the
+  same forward pass (evaluate's report asks for them; training's evaluations do not carry examples x classes
+  floats to the host, which for an identity classifier of thousands of classes would be large)."""
   del aux
   logits = state.apply_fn(state.variables, batch['image'], train=False).astype(jnp.float32)
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
-  # The probabilities come along for evaluate's report (its most confident mistakes): one forward pass for both.
-  return {'prediction': jnp.argmax(logits, -1).astype(jnp.int32), 'label': batch['label'], 'loss': loss,
-          'probabilities': jax.nn.softmax(logits, -1), 'mask': batch['mask']}
+  out = {'prediction': jnp.argmax(logits, -1).astype(jnp.int32), 'label': batch['label'], 'loss': loss,
+         'mask': batch['mask']}
+  if probabilities:
+    out['probabilities'] = jax.nn.softmax(logits, -1)
+  return out
 
 
 def summarize(outputs: dict[str, np.ndarray], class_names) -> dict:
