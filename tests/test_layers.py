@@ -5,26 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from roundoff import U, gamma
+from roundoff import assert_within as _assert_within
 
 from fn2en_jax.models import expnet, layers
 
 # Where two computations of the same numbers differ in the order of their float32 sums, they are compared within the
 # classical bound (Higham, Accuracy and Stability of Numerical Algorithms, 3.1 and 4.2): a sum of n products
 # computed in any order is within gamma(n) = n u / (1 - n u) times the sum of the products' magnitudes of the exact
-# value, u = 2**-24, so two orders are within twice that. A sum of one term is exact.
-U = 2.0 ** -24
-
-
-def gamma(n):
-  return n * U / (1 - n * U)
-
-
-def _assert_within(actual, desired, bound, err_msg=''):
-  """|actual - desired| <= bound, element by element."""
-  actual, desired, bound = (np.asarray(a, np.float64) for a in (actual, desired, bound))
-  excess = np.abs(actual - desired) - bound
-  assert np.all(excess <= 0), f'{err_msg} {np.sum(excess > 0)} of {excess.size} elements beyond the bound, by up ' \
-                              f'to {np.max(excess):.3g} (bound up to {np.max(bound):.3g})'
+# value, u = 2**-24, so two orders are within twice that. A sum of one term is exact. (U, gamma and the check:
+# tests/roundoff.py.)
 
 
 def _max_pool(x):
