@@ -12,7 +12,10 @@ The flags must be set before JAX initialises, hence here, at import time, throug
 """
 
 import atexit
+import fcntl
+import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -25,7 +28,9 @@ if 'FN2EN_JAX_TEST_CACHE' not in os.environ:
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4'
                              ' --xla_backend_optimization_level=0').strip()
   os.environ['FN2EN_JAX_TEST_CACHE'] = tempfile.mkdtemp(prefix='fn2en_jax_xla_cache_')
-  atexit.register(shutil.rmtree, os.environ['FN2EN_JAX_TEST_CACHE'], ignore_errors=True)
+  os.environ['FN2EN_JAX_TEST_RUNS'] = tempfile.mkdtemp(prefix='fn2en_jax_test_runs_')
+  for name in ('FN2EN_JAX_TEST_CACHE', 'FN2EN_JAX_TEST_RUNS'):
+    atexit.register(shutil.rmtree, os.environ[name], ignore_errors=True)
 os.environ['JAX_COMPILATION_CACHE_DIR'] = os.environ['FN2EN_JAX_TEST_CACHE']
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
@@ -48,9 +53,9 @@ def pytest_xdist_auto_num_workers(config):
   Most of the suite's time is single-threaded (Python imports, tracing, XLA compiling tiny programs, processes
   waiting on each other), so two workers keep two cores busy where one kept one. A file's tests stay on one
   worker (`--dist loadfile`), so that its module-scoped runs (the two-host runs, the interruptions) are made
-  once; each worker builds the session's shared runs it needs (`tiny_run`) itself, so beyond a few workers the
-  duplicates cost more than the parallelism gains; the cap also bounds memory (every worker and each `python -m`
-  it starts holds JAX and TF).
+  once; the session's shared runs (`tiny_run`, `tiny_kfold`) are made once for all workers (`shared_run`), and a
+  worker that needs one while another makes it waits for it; the cap bounds memory (every worker and each
+  `python -m` it starts holds JAX and TF).
   """
   del config
   return max(1, min(4, len(os.sched_getaffinity(0))))
@@ -70,9 +75,39 @@ def run_main():
   return run
 
 
+def shared_run(name: str, make):
+  """What `make(root)` returns (JSON), made once for the whole session, in every worker: the first worker to ask
+  makes it in a folder of the session's own (the controller's, removed at its exit) while the others wait on a
+  lock, then read its result; a failure is recorded and raised in every worker that asks, not retried. The
+  folder is shared: a test that changes what is in it works on a copy."""
+  root = pathlib.Path(os.environ['FN2EN_JAX_TEST_RUNS']) / name
+  done = root.with_suffix('.json')
+  with open(root.with_suffix('.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      if not done.exists():
+        try:
+          result = {'ok': make(root)}
+        except BaseException as e:  # pylint: disable=broad-exception-caught
+          result = {'failed': f'{type(e).__name__}: {e}'}
+          done.write_text(json.dumps(result))
+          raise
+        done.write_text(json.dumps(result))
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+  result = json.loads(done.read_text())
+  if 'failed' in result:
+    pytest.fail(f'the shared run {name!r} failed in another test: {result["failed"]}'[-3000:], pytrace=False)
+  return result['ok']
+
+
 @pytest.fixture(scope='session')
-def tiny_run(tmp_path_factory, run_main):
-  """One finished run of every stage on tiny synthetic faces: (workdir, data_dir, stdout)."""
-  root = tmp_path_factory.mktemp('tiny')
-  workdir, data_dir = root / 'work', root / 'tfds'
-  return workdir, data_dir, run_main(workdir, data_dir)
+def tiny_run(run_main):
+  """One finished run of every stage on tiny synthetic faces, shared by every worker: (workdir, data_dir,
+  stdout). Read-only: a test that writes into a workdir copies it first."""
+  def make(root):
+    return run_main(root / 'work', root / 'tfds')
+
+  stdout = shared_run('tiny', make)
+  root = pathlib.Path(os.environ['FN2EN_JAX_TEST_RUNS']) / 'tiny'
+  return root / 'work', root / 'tfds', stdout

@@ -56,8 +56,10 @@ def test_main_writes_table_results_plots_logs_and_checkpoints(tiny_run):
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir / stage / 'tensorboard'))
 
 
-def test_rerun_skips_finished_stages_and_prints_the_same_table(tiny_run, run_main):
-  workdir, data_dir, first = tiny_run
+def test_rerun_skips_finished_stages_and_prints_the_same_table(tiny_run, run_main, tmp_path):
+  _, data_dir, first = tiny_run
+  workdir = tmp_path / 'work'  # the rerun rewrites the results: a copy (with its times) keeps the shared run as is
+  shutil.copytree(tiny_run[0], workdir)
   before = {stage: os.path.getmtime(workdir / stage / '4') for stage in STAGES}
   times = json.loads((workdir / 'results.json').read_text())['stages']
   second = run_main(workdir, data_dir)
