@@ -10,7 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 import tiny_config
 
-from fn2en_jax import errors, evaluate, experiment
+from fn2en_jax import errors, experiment
+from fn2en_jax.commands import evaluate
 from fn2en_jax.data import pipeline
 from fn2en_jax.stages import Context, a as stage_a, teacher_cache
 from fn2en_jax.train import parallel
