@@ -27,13 +27,11 @@ import json
 import math
 import os
 import statistics
-import sys
 
 import jax
 import ml_collections
-from absl import app, flags
 
-from fn2en_jax import cli, errors, stages
+from fn2en_jax import errors, stages
 from fn2en_jax import workdir as workdir_lib
 
 METRICS = ('accuracy', 'mean_per_class_accuracy')
@@ -200,22 +198,6 @@ def pooled_markdown(pooled: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  pooled = pool([load_report(w) for w in flags.FLAGS.workdirs])
-  markdown = pooled_markdown(pooled)
-  print(markdown, flush=True)
-  if flags.FLAGS.output:
-    output = os.path.expanduser(flags.FLAGS.output)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    workdir_lib.write_json(f'{output}.json', pooled)
-    workdir_lib.write_text(f'{output}.md', markdown)
-    print(f'Written to {output}.md and {output}.json', file=sys.stderr)
-
-
-if __name__ == '__main__':
-  flags.DEFINE_list('workdirs', None, 'Finished k-fold workdirs (--config.data.fold=-1) of one config, other seeds.',
-                    required=True)
-  flags.DEFINE_string('output', '', 'Also write the pooled report to OUTPUT.md and OUTPUT.json.')
-  cli.run_app(main)
+if __name__ == '__main__':  # `python -m fn2en_jax.kfold`: the command is fn2en_jax/commands/kfold.py
+  from fn2en_jax.commands import kfold as _command  # pylint: disable=g-import-not-at-top
+  _command.run()

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from fn2en_jax import bench, errors
+from fn2en_jax import errors
+from fn2en_jax.commands import bench
 
 _spec = importlib.util.spec_from_file_location('bench_config', os.path.join(bench.REPO, 'configs', 'bench.py'))
 bench_config = importlib.util.module_from_spec(_spec)

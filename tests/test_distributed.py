@@ -2,9 +2,9 @@
 runtime (CPU collectives through gloo), each with 2 fake CPU devices: one 4-device mesh over 2 hosts. Also what
 a host sees when another dies, and SIGTERM (preemption) on one and on two processes.
 
-Two runs serve every test that needs real processes (marked slow: minutes): a 2-host run and a 1-process run of
-every stage (the comparison, the evaluation, who writes what), and the interruptions fixture (SIGTERM, a dead host,
-reruns and a restart)."""
+Two runs serve every test that needs real processes (marked slow: minutes): a 2-host run of every stage, compared
+with the session's 1-process run of the same config (`tiny_run`; the evaluation, who writes what), and the
+interruptions fixture (SIGTERM, a dead host, reruns and a restart)."""
 
 import json
 import os
@@ -77,26 +77,23 @@ def _read_state(path):
 
 
 # The two-host run and the one-process run it is compared with train every stage with SGD at a constant rate
-# (momentum 0.9, weight decay 5e-4, lr 1e-3 as tests/tiny_config.py). AdamW, the tiny config's optimizer, divides
-# each update by the root of its second moment: an element whose gradient is ~0 gets an update anywhere in
-# +-lr from rounding alone, so after Adam steps two runs that differ in rounding can differ by up to 2 lr per step
-# in any element, whatever the wiring. SGD's update is proportional to the gradient, and so is its rounding error.
-# The SIGTERM and dead-host runs below train the scratch stage the same way, so that they run the programs the
-# comparison runs compiled (the persistent cache of tests/conftest.py) and compile nothing.
-SGD = tuple(f'--config.stage_{stage}.{field}={value}' for stage in STAGES
-            for field, value in (('optimizer', 'sgd'), ('schedule', 'constant')))
+# (momentum 0.9, weight decay 5e-4, lr 1e-3: tests/tiny_config.py). AdamW divides each update by the root of its
+# second moment: an element whose gradient is ~0 gets an update anywhere in +-lr from rounding alone, so after Adam
+# steps two runs that differ in rounding can differ by up to 2 lr per step in any element, whatever the wiring.
+# SGD's update is proportional to the gradient, and so is its rounding error. The SIGTERM and dead-host runs below
+# train the scratch stage the same way, so that they run the programs the tiny run compiled (the persistent cache
+# of tests/conftest.py) and compile nothing.
 
 
 @pytest.fixture(scope='module')
 def two_host_run(tmp_path_factory, tiny_run):
-  """Every stage trained with SGD by 2 hosts of 2 devices, and, started with it, by 1 process of 4 devices:
-  (two-host workdir, one-process workdir, the two hosts' logs)."""
-  _, data_dir, _ = tiny_run  # the datasets are built: every process only reads them
-  root = tmp_path_factory.mktemp('sgd')
-  started = _start(root / 'two_hosts', data_dir, *SGD) + _start(root / 'one_process', data_dir, *SGD, processes=1)
-  codes, logs = _wait(started)
-  assert codes == [0, 0, 0], '\n\n'.join(log[-3000:] for log in logs)
-  return root / 'two_hosts', root / 'one_process', logs[:2]
+  """Every stage trained by 2 hosts of 2 devices, and the session's run of the same config by 1 process of 4
+  devices (`tiny_run`, tests/conftest.py): (two-host workdir, one-process workdir, the two hosts' logs)."""
+  one_process, data_dir, _ = tiny_run  # the datasets are built: every process only reads them
+  root = tmp_path_factory.mktemp('two_hosts')
+  codes, logs = _wait(_start(root / 'work', data_dir))
+  assert codes == [0, 0], '\n\n'.join(log[-3000:] for log in logs)
+  return root / 'work', one_process, logs
 
 
 # How far apart two runs may end that differ only in the order in which float32 sums add up (the hosts' partial
@@ -230,12 +227,11 @@ def test_eval_batches_cover_every_example_once_with_an_uneven_last_batch(n):
 
 
 # Interruptions: the scratch stage alone, far more steps than run before the signal or the kill (a quiet machine
-# does 400 in 16 s), evaluated and logged never; trained as the comparison runs train it (SGD), so that the same
-# programs run.
+# does 400 in 16 s), evaluated and logged never; trained as the tiny run trains it (SGD), so that the same programs
+# run.
 NEVER = 100000
 INTERRUPTED = ('--config.stages=("scratch",)', f'--config.stage_scratch.num_steps={NEVER}',
-               f'--config.stage_scratch.eval_every={NEVER}', f'--config.stage_scratch.log_every={NEVER}',
-               '--config.stage_scratch.optimizer=sgd', '--config.stage_scratch.schedule=constant')
+               f'--config.stage_scratch.eval_every={NEVER}', f'--config.stage_scratch.log_every={NEVER}')
 
 
 def _saved_steps(stage_dir):

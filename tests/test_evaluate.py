@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from fn2en_jax import errors, evaluate, metrics, results, visualize
+from fn2en_jax import errors, metrics, results
 from fn2en_jax import predictor as predictor_lib
 from fn2en_jax import workdir as workdir_lib
+from fn2en_jax.commands import evaluate, visualize
 
 
 def test_classification_report_by_hand():

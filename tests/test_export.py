@@ -12,9 +12,10 @@ import pytest
 import roundoff
 
 from conftest import REPO
-from fn2en_jax import errors, export
+from fn2en_jax import errors
 from fn2en_jax import predictor as predictor_lib
 from fn2en_jax import workdir as workdir_lib
+from fn2en_jax.commands import export
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import preprocess
 

@@ -211,7 +211,7 @@ def test_convert_missing_or_damaged_files(tmp_path):
 
 
 def test_features_names_the_file_that_is_not_an_image(tmp_path):
-  from fn2en_jax import features  # pylint: disable=import-outside-toplevel
+  from fn2en_jax.commands import features  # pylint: disable=import-outside-toplevel
   good, bad = tmp_path / 'face.png', tmp_path / 'notes.png'
   Image.fromarray(np.zeros((8, 8), np.uint8)).save(good)
   bad.write_text('not an image')

@@ -10,7 +10,7 @@ import roundoff
 from absl import app, flags
 from PIL import Image
 
-from fn2en_jax import features
+from fn2en_jax.commands import features
 from fn2en_jax.models import face_nets, preprocess
 from fn2en_jax.models.vgg_face import VGGFace
 

@@ -15,9 +15,10 @@ from PIL import Image
 
 import fixtures_datasets as fx
 from conftest import REPO
-from fn2en_jax import errors, predict
+from fn2en_jax import errors
 from fn2en_jax import predictor as predictor_lib
 from fn2en_jax import workdir as workdir_lib
+from fn2en_jax.commands import predict
 from fn2en_jax.data import faces, pipeline
 from fn2en_jax.models import preprocess
 

@@ -10,7 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 import tiny_config
 
-from fn2en_jax import errors, evaluate, experiment
+from fn2en_jax import errors, experiment
+from fn2en_jax.commands import evaluate
 from fn2en_jax.data import pipeline
 from fn2en_jax.stages import Context, a as stage_a, teacher_cache
 from fn2en_jax.train import parallel
@@ -48,8 +49,8 @@ def _state(stage_dir, step):
 @pytest.fixture(scope='module')
 def online_and_cached(tmp_path_factory, tiny_run):
   """Stage a trained twice from the tiny run's face net, with the same 3 fixed views per image: the teacher run at
-  every step, and its maps read from the cache. With SGD at a constant rate: AdamW (the tiny config's) divides each
-  update by the root of its second moment, so that an element whose gradient is ~0 moves anywhere in +-lr on
+  every step, and its maps read from the cache. With SGD at a constant rate (the tiny config's; said here too, since
+  the comparison depends on it): AdamW divides each update by the root of its second moment, so that an element whose gradient is ~0 moves anywhere in +-lr on
   rounding alone, and two runs a rounding apart may end up to 2 lr per step apart in any element; SGD's update, and
   its rounding error, are proportional to the gradient."""
   workdir, data_dir, _ = tiny_run

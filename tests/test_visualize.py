@@ -13,8 +13,9 @@ import pytest
 import roundoff
 
 from conftest import REPO
-from fn2en_jax import errors, models, visualize
+from fn2en_jax import errors, models
 from fn2en_jax import workdir as workdir_lib
+from fn2en_jax.commands import visualize
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.train import checkpoint
