@@ -199,5 +199,5 @@ def pooled_markdown(pooled: dict) -> str:
 
 
 if __name__ == '__main__':  # `python -m fn2en_jax.kfold`: the command is fn2en_jax/commands/kfold.py
-  from fn2en_jax.commands import kfold as _command  # pylint: disable=g-import-not-at-top
-  _command.run()
+  import runpy  # pylint: disable=g-import-not-at-top
+  runpy.run_module('fn2en_jax.commands.kfold', run_name='__main__', alter_sys=True)

@@ -1,6 +1,7 @@
 """Teachers are a config choice: face -> a -> b runs on tiny synthetic faces with each kind of converted face net
 named by `teacher.init`, the stage-a adapter and the resizing of the teacher map taking up the difference in shape
-(VGG pool5 2x2x32 and dlib res3 4x4x16 against the student's 2x2x8).
+(at 80 px, dlib's res3 4x4x16 against the student's 2x2x8: other channels and another size; at the tiny config's
+32 px, VGG's pool5 1x1x32 against the student's 1x1x8: other channels, on the tiny run's own dataset).
 
 The face nets have random weights but are written by `face_nets.save`, as the converters write them.
 """
@@ -16,35 +17,33 @@ import tiny_config
 from fn2en_jax import experiment
 from fn2en_jax.models import face_nets
 
-SIZE = 80  # dlib's unpadded strided convs need inputs of at least 72 px
 TEACHERS = {
     'vgg_face': dict(kwargs=dict(width=1 / 16, fc_dim=256, input_mean=(129.19, 104.76, 93.59), input_std=1.0),
-                     tap='pool5'),
-    'dlib_resnet': dict(kwargs=dict(width=1 / 8, input_mean=(122.78, 117.0, 104.3), input_std=256.0), tap='res3'),
+                     tap='pool5', size=32),
+    # dlib's unpadded strided convs need inputs of at least 72 px.
+    'dlib_resnet': dict(kwargs=dict(width=1 / 8, input_mean=(122.78, 117.0, 104.3), input_std=256.0), tap='res3',
+                        size=80),
 }
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
-
-def save_random_face_net(init: str, model: str, kwargs: dict) -> None:
+def save_random_face_net(init: str, model: str, kwargs: dict, size: int) -> None:
   module = face_nets.MODELS[model](num_classes=1, **kwargs)
-  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)), train=False))
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
   rng = np.random.default_rng(0)
   params = {name: jax.tree.map(lambda s: rng.normal(0, 0.1, s.shape).astype(np.float32), layer)
             for name, layer in shapes['params'].items() if name != face_nets.CLASSIFIER[model]}
-  face_nets.save(init, model, kwargs, params, input_size=SIZE)
+  face_nets.save(init, model, kwargs, params, input_size=size)
 
 
 @pytest.mark.parametrize('model', sorted(TEACHERS))
-def test_face_a_b_with_a_converted_teacher(tmp_path, data_dir, model):
-  save_random_face_net(str(tmp_path / 'face_net'), model, TEACHERS[model]['kwargs'])
+def test_face_a_b_with_a_converted_teacher(tmp_path, tiny_run, model):
+  size = TEACHERS[model]['size']
+  save_random_face_net(str(tmp_path / 'face_net'), model, TEACHERS[model]['kwargs'], size)
   config = tiny_config.get_config()
   config.stages = ('face', 'a', 'b')
-  config.data_dir = data_dir
-  config.data.update(dict(image_size=SIZE, builder_options=dict(image_size=SIZE)))
+  # At the tiny config's size, the tiny run's dataset (read only); at another, one built here.
+  config.data_dir = str(tiny_run[1] if size == config.data.image_size else tmp_path / 'tfds')
+  config.data.update(dict(image_size=size, builder_options=dict(image_size=size)))
   config.teacher.update(dict(model=model, init=str(tmp_path / 'face_net'), tap=TEACHERS[model]['tap']))
   summaries = experiment.run(config, str(tmp_path / 'work'))
   assert list(summaries) == ['face', 'a', 'b']
