@@ -1,11 +1,6 @@
 """`python -m fn2en_jax.export` and `from fn2en_jax import export` keep working: the command is in
 fn2en_jax/commands/export.py, and this name forwards there."""
 
-import importlib
-import runpy
-import sys
+from fn2en_jax.commands import forward
 
-if __name__ == '__main__':  # run as itself, so that --help shows its own text and flags
-  runpy.run_module('fn2en_jax.commands.export', run_name='__main__', alter_sys=True)
-else:
-  sys.modules[__name__] = importlib.import_module('fn2en_jax.commands.export')
+forward(__name__, 'export')

@@ -199,5 +199,5 @@ def pooled_markdown(pooled: dict) -> str:
 
 
 if __name__ == '__main__':  # `python -m fn2en_jax.kfold`: the command is fn2en_jax/commands/kfold.py
-  import runpy  # pylint: disable=g-import-not-at-top
-  runpy.run_module('fn2en_jax.commands.kfold', run_name='__main__', alter_sys=True)
+  from fn2en_jax.commands import forward  # pylint: disable=g-import-not-at-top
+  forward(__name__, 'kfold')

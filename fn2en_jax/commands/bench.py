@@ -46,7 +46,8 @@ def student(config, num_classes, adapter_channels=None):
 
 TRAIN_STAGES = ('face', 'a', 'a_cached', 'b', 'scratch')
 PYTORCH_STAGES = ('a', 'b')  # the steps benchmarks/pytorch_stage_a.py reimplements
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout (three levels up from fn2en_jax/commands/bench.py): the PyTorch reference is not part of the package.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTORCH_SCRIPT = os.path.join(REPO, 'benchmarks', 'pytorch_stage_a.py')
 # Fields of a row that --compare divides; for the *_s ones smaller is better.
 COMPARED = ('compile_s', 'step_s', 'images_per_s', 'gflops_per_s', 'of_ceiling', 'latency_ms_per_image')
@@ -429,14 +430,9 @@ def main(argv):
     print(compare(results, old))
 
 
-def run() -> None:
-  """`python -m fn2en_jax.bench`: defines the command's flags and runs it."""
+if __name__ == '__main__':
   # Flags only for the command: the tests import this module beside other commands that have an --output.
   config_flags.DEFINE_config_file('config', 'configs/bench.py', 'Benchmark config file.', lock_config=True)
   flags.DEFINE_string('output', '', 'Write the results here as JSON.')
   flags.DEFINE_string('compare', '', 'A JSON file of an earlier run: print the ratios new/old.')
   cli.run_app(main)
-
-
-if __name__ == '__main__':
-  run()

@@ -265,11 +265,6 @@ def main(argv) -> None:
   print(f'Written to {os.path.join(os.path.abspath(os.path.expanduser(f.workdir)), REPORT + ".md")}', flush=True)
 
 
-def run() -> None:
-  """`python -m fn2en_jax.evaluate`: defines the command's flags and runs it."""
+if __name__ == '__main__':
   define_flags()
   cli.run_app(main)
-
-
-if __name__ == '__main__':
-  run()

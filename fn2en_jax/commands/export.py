@@ -152,11 +152,6 @@ def main(argv: Sequence[str]) -> None:
         f'(N, {predictor.spec.image_size}, {predictor.spec.image_size}, 3)) to {path}')
 
 
-def run() -> None:
-  """`python -m fn2en_jax.export`: defines the command's flags and runs it."""
+if __name__ == '__main__':
   define_flags()
   cli.run_app(main)
-
-
-if __name__ == '__main__':
-  run()

@@ -74,10 +74,5 @@ def main(argv):
   np.save(_OUTPUT.value, features(module, variables, images, _TAP.value, _BATCH.value))
 
 
-def run() -> None:
-  """`python -m fn2en_jax.features`: defines the command's flags and runs it."""
-  cli.run_app(main)
-
-
 if __name__ == '__main__':
-  run()
+  cli.run_app(main)

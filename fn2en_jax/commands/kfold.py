@@ -27,13 +27,8 @@ def main(argv: list[str]) -> None:
     print(f'Written to {output}.md and {output}.json', file=sys.stderr)
 
 
-def run() -> None:
-  """Defines the command's flags and runs it."""
+if __name__ == '__main__':
   flags.DEFINE_list('workdirs', None, 'Finished k-fold workdirs (--config.data.fold=-1) of one config, other seeds.',
                     required=True)
   flags.DEFINE_string('output', '', 'Also write the pooled report to OUTPUT.md and OUTPUT.json.')
   cli.run_app(main)
-
-
-if __name__ == '__main__':
-  run()

@@ -400,11 +400,6 @@ def main(argv: Sequence[str]) -> None:
                             'pass images or videos that PIL or OpenCV decode; every other input was processed')
 
 
-def run() -> None:
-  """`python -m fn2en_jax.predict`: defines the command's flags and runs it."""
+if __name__ == '__main__':
   define_flags()
   cli.run_app(main)
-
-
-if __name__ == '__main__':
-  run()

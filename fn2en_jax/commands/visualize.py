@@ -277,11 +277,6 @@ def main(argv) -> None:
   print(f"Written to {os.path.join(f.output, result['figure'])}", flush=True)
 
 
-def run() -> None:
-  """`python -m fn2en_jax.visualize`: defines the command's flags and runs it."""
+if __name__ == '__main__':
   define_flags()
   cli.run_app(main)
-
-
-if __name__ == '__main__':
-  run()
