@@ -198,6 +198,8 @@ def pooled_markdown(pooled: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
-if __name__ == '__main__':  # `python -m fn2en_jax.kfold`: the command is fn2en_jax/commands/kfold.py
-  from fn2en_jax.commands import forward  # pylint: disable=g-import-not-at-top
-  forward(__name__, 'kfold')
+if __name__ == '__main__':
+  # `python -m fn2en_jax.kfold`: the command is fn2en_jax/commands/kfold.py, run by its name so that the library
+  # imports nothing of the commands.
+  import runpy  # pylint: disable=g-import-not-at-top
+  runpy.run_module('fn2en_jax.commands.kfold', run_name='__main__', alter_sys=True)
