@@ -53,8 +53,8 @@ def pytest_xdist_auto_num_workers(config):
   Most of the suite's time is single-threaded (Python imports, tracing, XLA compiling tiny programs, processes
   waiting on each other), so two workers keep two cores busy where one kept one. A file's tests stay on one
   worker (`--dist loadfile`), so that its module-scoped runs (the two-host runs, the interruptions) are made
-  once; the session's shared runs (`tiny_run`, `tiny_kfold`) are made once for all workers (`shared_run`), and a
-  worker that needs one while another makes it waits for it; the cap bounds memory (every worker and each
+  once; the session's shared run (`tiny_run`) is made once for all workers (`shared_run`), and a worker that
+  needs it while another makes it waits for it; the cap bounds memory (every worker and each
   `python -m` it starts holds JAX and TF).
   """
   del config

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import re
 import shlex
+import types
 
 from absl import flags
 from ml_collections import config_flags
@@ -244,3 +245,23 @@ def test_each_stage_declares_its_role_and_the_commands_read_it_from_there():
   assert [line.split(' | ')[0] for line in table[2:]] == ['| Train from scratch (BN)', '| FN2EN']
   for path in CONFIGS:  # every row a config compares with the paper is a row some stage fills
     assert set(_module(path).get_config().get('paper', {})) <= set(stages.paper_keys().values()), path
+
+
+def test_a_new_stage_is_its_module_and_a_registry_entry(monkeypatch):
+  """A throwaway stage, registered the way stages/__init__.py registers the real ones: the table, the k-fold
+  report's rows, the paper's keys and the lists the commands offer (predict's and export's nets, visualize's
+  students) take it up from its Role alone, with no other file edited."""
+  from fn2en_jax import kfold, stages  # pylint: disable=g-import-not-at-top
+  from fn2en_jax import results  # pylint: disable=g-import-not-at-top
+  role = stages.Role('student', 'expressions', row='FN2EN, variant c', paper_key='fn2en_c', rank=3)
+  monkeypatch.setitem(stages.STAGES, 'c', types.SimpleNamespace(NAME='c', READS='a', ROLE=role))
+  assert stages.rows()[-1] == ('FN2EN, variant c', 'c')
+  assert stages.expression_nets()[0] == 'c' and 'c' in stages.students() and 'c' in stages.classifiers()
+  assert stages.paper_keys()['c'] == 'fn2en_c'
+  assert stages.order_errors(('c', 'a')) == ["'c' reads the checkpoint of 'a', so it must come after it"]
+  summary = {'accuracy': 0.5, 'mean_per_class_accuracy': 0.25, 'num_examples': 4}
+  assert '| FN2EN, variant c | 50.00 | 25.00 |' in results.results_table({'c': summary, 'b': summary})
+  config = _module(CONFIGS[0]).get_config()
+  report = kfold.summarize([{'c': summary, 'b': summary}] * 2, {'fn2en_c': 97.0}, config)
+  assert list(report['rows'])[-1] == 'FN2EN, variant c'
+  assert report['rows']['FN2EN, variant c']['paper_accuracy'] == pytest.approx(0.97)

@@ -20,8 +20,8 @@ from fn2en_jax.train.state import TrainState, abstract_variables
 # A replicated array (the data-parallel TrainState is replicated over the mesh) is written by Orbax's default CPU
 # handler "replica-parallel": each of the N replicas transfers and writes 1/N of it, and each such slice is an eager
 # JAX op, dispatched (and, for every new shape, compiled) once per array per replica. For the many small arrays of
-# a student that is most of a save's time (a tiny run's 17 saves took 18.5 s, 14.4 of it slicing; 0.85 s instead of
-# 1.3 s per save of 200 small arrays on 4 CPU devices). Below this size a slice's write costs less than slicing
+# a student that is most of a save's time (in a cProfile of a tiny run on 2 shared cores, 17 saves took 18.5 s, 14.4
+# of it slicing; 0.85 s instead of 1.3 s per save of 200 small arrays on 4 CPU devices). Below this size a slice's write costs less than slicing
 # it, so such arrays are written whole by one replica; large arrays (a VGG teacher's fc6) keep the parallel write
 # that helps on a pod. Orbax on GPU turns replica-parallel off altogether.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
