@@ -76,10 +76,10 @@ def run_main():
 
 
 def shared_run(name: str, make):
-  """What `make(root)` returns (JSON), made once for the whole session, in every worker: the first worker to ask
-  makes it in a folder of the session's own (the controller's, removed at its exit) while the others wait on a
-  lock, then read its result; a failure is recorded and raised in every worker that asks, not retried. The
-  folder is shared: a test that changes what is in it works on a copy."""
+  """(root, what `make(root)` returns (JSON)), made once for the whole session, in every worker: the first worker
+  to ask makes it in `root`, a folder of the session's own (the controller's, removed at its exit), while the others
+  wait on a lock, then read its result; a failure is recorded and raised in every worker that asks, not retried.
+  The folder is shared: a test that changes what is in it works on a copy."""
   root = pathlib.Path(os.environ['FN2EN_JAX_TEST_RUNS']) / name
   done = root.with_suffix('.json')
   with open(root.with_suffix('.lock'), 'w') as lock:
@@ -90,24 +90,20 @@ def shared_run(name: str, make):
           result = {'ok': make(root)}
         except BaseException as e:  # pylint: disable=broad-exception-caught
           result = {'failed': f'{type(e).__name__}: {e}'}
-          done.write_text(json.dumps(result))
           raise
-        done.write_text(json.dumps(result))
+        finally:
+          done.write_text(json.dumps(result))
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)
   result = json.loads(done.read_text())
   if 'failed' in result:
     pytest.fail(f'the shared run {name!r} failed in another test: {result["failed"]}'[-3000:], pytrace=False)
-  return result['ok']
+  return root, result['ok']
 
 
 @pytest.fixture(scope='session')
 def tiny_run(run_main):
   """One finished run of every stage on tiny synthetic faces, shared by every worker: (workdir, data_dir,
   stdout). Read-only: a test that writes into a workdir copies it first."""
-  def make(root):
-    return run_main(root / 'work', root / 'tfds')
-
-  stdout = shared_run('tiny', make)
-  root = pathlib.Path(os.environ['FN2EN_JAX_TEST_RUNS']) / 'tiny'
+  root, stdout = shared_run('tiny', lambda root: run_main(root / 'work', root / 'tfds'))
   return root / 'work', root / 'tfds', stdout

@@ -94,5 +94,7 @@ def test_the_one_input_scale_and_its_inverse():
   # Both sides compute q = x / 127.5 (0 <= q <= 2), then q - 1, in IEEE float32 (unit roundoff u = 2^-24), on any CPU.
   # NumPy divides: |fl(q) - q| <= u q <= 2u, and the subtraction adds at most u |q - 1| <= u: within 3u of exact.
   # XLA may multiply by the rounded reciprocal r = fl(1 / 127.5) = (1 + d) / 127.5, |d| <= u: x r is within 2u of q,
-  # the product's rounding adds <= 2u and the subtraction <= u (an FMA rounds once: less): within 5u. So <= 8u apart.
+  # the product's rounding adds <= 2u and the subtraction <= u (an FMA rounds once: less): within 5u. So <= 8u apart,
+  # to first order; the second-order terms (< 20 u^2) cannot push a difference past 8u: where |x| >= 0.5 both values
+  # are multiples of u, and where |x| < 0.5 (q < 1.5) the same count gives under 6u.
   np.testing.assert_allclose(np.asarray(on_device), x, rtol=0, atol=8 * 2.0**-24)
