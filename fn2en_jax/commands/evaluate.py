@@ -74,7 +74,7 @@ def training_curves(stage_dir: str) -> dict[str, tuple[list[int], list[float]]]:
     events = event_accumulator.EventAccumulator(os.path.join(directory, name),
                                                 size_guidance={event_accumulator.TENSORS: 0})
     events.Reload()
-    for tag in events.Tags()['tensors']:  # clu writes TF2 summaries: scalars arrive as 0-d tensors
+    for tag in events.Tags()['tensors']:  # TF2 summaries (train/summaries.py): scalars arrive as 0-d tensors
       for event in events.Tensors(tag):
         value = tensor_util.make_ndarray(event.tensor_proto)
         if value.ndim == 0 and value.dtype.kind in 'fiu':

@@ -21,7 +21,7 @@ from clu import metrics, parameter_overview
 
 from fn2en_jax import errors
 from fn2en_jax.data import pipeline
-from fn2en_jax.train import checkpoint, parallel, preemption
+from fn2en_jax.train import checkpoint, parallel, preemption, summaries
 from fn2en_jax.train.state import TrainState
 
 @dataclasses.dataclass(frozen=True)
@@ -164,18 +164,15 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
   eval_step = parallel.data_parallel_eval(stage.eval_step, mesh)
   validation = pipeline.eval_arrays(stage.validation_examples, stage.data_cfg) if best_mngr else None
 
-  # clu's writers import TensorFlow (seconds of start-up): imported here, by a run, and not by every command that
-  # only reads what a stage is (predict, export, evaluate import the stages).
-  from clu import metric_writers, periodic_actions  # pylint: disable=g-import-not-at-top
-  writer = metric_writers.create_default_writer(os.path.join(stage_dir, 'tensorboard'),
-                                                just_logging=jax.process_index() > 0)
+  # Summaries without TensorFlow (train/summaries.py says why); only process 0 writes files.
+  writer = summaries.SummaryWriter(os.path.join(stage_dir, 'tensorboard') if jax.process_index() == 0 else None)
   if not done:
     parameter_overview.log_parameter_overview(state.params)
     writer.write_hparams({k: v for k, v in hp.to_dict().items() if isinstance(v, (int, float, str, bool))})
     logging.info('%s: %d train / %s validation / %d test examples, %d steps of batch %d', stage.name,
                  len(stage.train_examples), len(stage.validation_examples) if best_mngr else 'no',
                  len(stage.eval_examples), hp.num_steps, hp.batch_size)
-  progress = periodic_actions.ReportProgress(num_train_steps=hp.num_steps, writer=writer, every_secs=10)
+  progress = summaries.Progress(stage.name, hp.num_steps, writer)
 
   history, unchecked = [], []
   step = start
@@ -235,7 +232,7 @@ def run(stage: Stage, *, workdir: str, mesh, seed: int) -> dict:
     mngr.close()
     if best_mngr:
       best_mngr.close()
-    writer.flush()
+    writer.close()
   _warn_on_recompiles(stage.name, train_step=train_step, eval_step=eval_step)
   logging.info('%s: test %s at step %d, chosen by %s', stage.name, _scalars(summary), chosen['selected_step'],
                chosen['selected_by'])
