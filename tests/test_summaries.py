@@ -15,9 +15,13 @@ from fn2en_jax.commands import evaluate
 from fn2en_jax.train import summaries
 
 
-def _read(directory):
+def _file(directory):
   (name,) = [n for n in directory.iterdir() if n.name.startswith('events.out.tfevents.')]
-  events = event_accumulator.EventAccumulator(str(name), size_guidance={event_accumulator.TENSORS: 0})
+  return name
+
+
+def _read(directory):
+  events = event_accumulator.EventAccumulator(str(_file(directory)), size_guidance={event_accumulator.TENSORS: 0})
   events.Reload()
   return events
 
@@ -47,6 +51,22 @@ def test_scalars_and_hparams_read_back_by_tensorboard(tmp_path, caplog):
   info = plugin_data_pb2.HParamsPluginData.FromString(next(iter(hparams.values()))).session_start_info
   assert info.hparams['learning_rate'].number_value == 1e-3 and info.hparams['optimizer'].string_value == 'sgd'
   assert info.hparams['num_steps'].number_value == 40 and info.hparams['nesterov'].bool_value
+  # Read back without TensorFlow, the same scalars as TensorBoard's reader gives (the hparams are not scalars).
+  expected = sorted((tag, e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
+                    for tag in events.Tags()['tensors'] if not tag.startswith('_hparams_') for e in events.Tensors(tag))
+  assert sorted(summaries.read_scalars(str(_file(tmp_path / 'tb')))) == expected and len(expected) == 4
+
+
+def test_a_record_cut_short_ends_the_file(tmp_path):
+  writer = summaries.SummaryWriter(str(tmp_path))
+  for step in (1, 2, 3):
+    writer.write_scalars(step, {'train/loss': step / 2})
+  writer.close()
+  path = _file(tmp_path)
+  whole = path.read_bytes()
+  assert [step for _, step, _ in summaries.read_scalars(str(path))] == [1, 2, 3]
+  path.write_bytes(whole[:-7])  # the writer killed inside the last record
+  assert list(summaries.read_scalars(str(path))) == [('train/loss', 1, 0.5), ('train/loss', 2, 1.0)]
 
 
 def test_a_resumed_run_adds_a_file_and_the_reader_keeps_the_newest_value(tmp_path):
@@ -101,10 +121,13 @@ def test_progress_reports_the_rate_since_the_last_report_and_the_time_left():
 
 
 def test_a_training_process_does_not_import_tensorflow(tmp_path):
-  """What the writer is for: TensorFlow's import costs a training process seconds of CPU at every start."""
+  """What the writer and reader are for: TensorFlow's import costs a training run, and `python -m
+  fn2en_jax.evaluate`, seconds of CPU at every start."""
   code = ('import sys; from fn2en_jax import experiment; from fn2en_jax.train import loop, summaries; '
-          f'w = summaries.SummaryWriter({str(tmp_path)!r}); w.write_scalars(1, {{"x": 1.0}}); '
-          'w.write_hparams({"y": 2}); w.close(); print("tensorflow" in sys.modules, "tensorboard" in sys.modules)')
+          'from fn2en_jax.commands import evaluate; '
+          f'w = summaries.SummaryWriter({str(tmp_path / "tensorboard")!r}); w.write_scalars(1, {{"x": 1.0}}); '
+          f'w.write_hparams({{"y": 2}}); w.close(); print(evaluate.training_curves({str(tmp_path)!r})); '
+          'print("tensorflow" in sys.modules, "tensorboard" in sys.modules)')
   done = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert done.stdout.splitlines()[-1] == 'False True', done.stdout[-2000:]
+  assert done.stdout.splitlines()[-2:] == ["{'x': ([1], [1.0])}", 'False True'], done.stdout[-2000:]

@@ -20,15 +20,13 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 from absl import flags
-from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.util import tensor_util
 
 from fn2en_jax import cli, errors, kfold, metrics, results
 from fn2en_jax import workdir as workdir_lib
 from fn2en_jax.data import pipeline
 from fn2en_jax.models import preprocess
 from fn2en_jax.stages import STAGES, Context, budgeted, classifiers
-from fn2en_jax.train import checkpoint, loop, parallel
+from fn2en_jax.train import checkpoint, loop, parallel, summaries
 
 REPORT = 'report'  # report.md, report.json and the figures' folder report/
 
@@ -71,14 +69,8 @@ def training_curves(stage_dir: str) -> dict[str, tuple[list[int], list[float]]]:
   directory = os.path.join(stage_dir, 'tensorboard')
   curves: dict[str, dict[int, float]] = {}
   for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-    events = event_accumulator.EventAccumulator(os.path.join(directory, name),
-                                                size_guidance={event_accumulator.TENSORS: 0})
-    events.Reload()
-    for tag in events.Tags()['tensors']:  # TF2 summaries (train/summaries.py): scalars arrive as 0-d tensors
-      for event in events.Tensors(tag):
-        value = tensor_util.make_ndarray(event.tensor_proto)
-        if value.ndim == 0 and value.dtype.kind in 'fiu':
-          curves.setdefault(tag, {})[event.step] = float(value)
+    for tag, step, value in summaries.read_scalars(os.path.join(directory, name)):
+      curves.setdefault(tag, {})[step] = value
   return {tag: (sorted(points), [points[s] for s in sorted(points)]) for tag, points in sorted(curves.items())}
 
 
