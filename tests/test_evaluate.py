@@ -138,20 +138,22 @@ def test_evaluate_a_missing_or_unfinished_workdir_fails_in_one_line(tmp_path):
   assert done.returncode == errors.WORKDIR
   assert done.stderr.splitlines()[-2:] == [f"error: --workdir={tmp_path / 'nowhere'} does not exist",
                                            'remedy: pass the --workdir of a finished `python -m fn2en_jax.main` run']
+  # The other mistake in-process: the command line's one-line form is checked above, and a process costs seconds.
   (tmp_path / 'empty').mkdir()
-  done = _evaluate_cli(tmp_path / 'empty')
-  assert done.returncode == errors.WORKDIR and 'neither config.json nor results.json' in done.stderr
+  with pytest.raises(errors.WorkdirError, match='neither config.json nor results.json') as info:
+    evaluate.report(str(tmp_path / 'empty'))
+  assert info.value.exit_code == errors.WORKDIR
   assert os.listdir(tmp_path / 'empty') == []
 
 
 @pytest.fixture(scope='module')
-def tiny_kfold(tmp_path_factory):
+def tiny_kfold(tmp_path_factory, tiny_run):
   """A finished 2-fold run of the tiny config's baseline alone (the k-fold machinery is the same for every stage;
-  tests/test_kfold.py runs all of them): its steps are the tiny run's, which the shared compilation cache holds."""
-  root = tmp_path_factory.mktemp('kfold')
-  workdir = root / 'work'
+  tests/test_kfold.py runs all of them): its steps are the tiny run's, which the shared compilation cache holds,
+  and it reads the tiny run's dataset (folds are dealt when the data is read, not when it is built)."""
+  workdir = tmp_path_factory.mktemp('kfold') / 'work'
   cmd = [sys.executable, '-m', 'fn2en_jax.main', '--config=tests/tiny_config.py', f'--workdir={workdir}',
-         f'--config.data_dir={root / "tfds"}', '--config.data.fold=-1', '--config.data.num_folds=2',
+         f'--config.data_dir={tiny_run[1]}', '--config.data.fold=-1', '--config.data.num_folds=2',
          "--config.stages=('scratch',)",
          *(f'--config.stage_scratch.{k}=4' for k in ('log_every', 'eval_every', 'checkpoint_every'))]
   done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -353,11 +353,11 @@ def test_sigkill_in_stages_a_and_b_even_mid_checkpoint_then_rerun_equals_an_unin
       jax.tree.map(np.testing.assert_array_equal, resumed[part], straight[part])  # also fails on another structure
 
 
-def test_divergence_stops_at_the_bad_step_names_the_last_good_checkpoint_and_saves_nothing_after(tmp_path):
+def test_divergence_stops_at_the_bad_step_names_the_last_good_checkpoint_and_saves_nothing_after(tmp_path, tiny_run):
   import tiny_config  # pylint: disable=import-outside-toplevel
   from fn2en_jax import experiment  # pylint: disable=import-outside-toplevel
   config = tiny_config.get_config()
-  config.data_dir = str(tmp_path / 'tfds')
+  config.data_dir = str(tiny_run[1])  # the tiny run's dataset, read only (made by then: this file's first test is long)
   config.stages = ('scratch',)
   # A checkpoint after every step but a loss check (logging) only every 3rd: the check before each save is what
   # must keep a diverged state out of the checkpoints.
