@@ -1,5 +1,5 @@
-"""Export: the tiny run's student through jax2tf, loaded back with TensorFlow and the TFLite interpreter, gives the
-JAX model's probabilities on the same face crops, at any batch size."""
+"""Export: the tiny run's student through jax2tf, loaded back with TensorFlow and the TFLite interpreter, and as ONNX,
+run by ONNX Runtime, gives the JAX model's probabilities on the same face crops, at any batch size."""
 
 import json
 import os
@@ -98,12 +98,38 @@ def test_tflite_round_trip_from_the_command_line(tiny_run, predictor, crops, tmp
   assert sorted(os.listdir(out)) == before
 
 
+def _onnxruntime(path, images):
+  import onnxruntime  # pylint: disable=import-outside-toplevel
+  session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+  (inp,), (out,) = session.get_inputs(), session.get_outputs()
+  assert (inp.name, inp.type, inp.shape[1:], out.name) == ('images', 'tensor(uint8)', list(images.shape[1:]),
+                                                          'probabilities')
+  assert isinstance(inp.shape[0], str)  # the batch dimension is symbolic
+  return session.run(None, {'images': images})[0]
+
+
+def test_onnx_round_trip_at_any_batch_size(predictor, crops, tmp_path):
+  path = export.export(predictor, str(tmp_path / 'onnx'), 'onnx', stage='b')
+  assert path == str(tmp_path / 'onnx' / export.ONNX)
+  expected = predictor.probabilities(crops)
+  tolerance = _tolerance(predictor, crops)
+  for n in (1, 3, len(crops)):
+    got = _onnxruntime(path, crops[:n])
+    assert got.shape == (n, len(predictor.class_names)) and got.dtype == np.float32
+    roundoff.assert_within(got, expected[:n], tolerance)
+  assert (tmp_path / 'onnx' / export.LABELS).read_text().split() == list(predictor.class_names)
+  assert json.loads((tmp_path / 'onnx' / export.META).read_text())['image_size'] == predictor.spec.image_size
+  assert sorted(os.listdir(tmp_path)) == ['onnx']  # no staging folder left
+
+
 def test_the_face_stage_exports_too(tiny_run, crops, tmp_path):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   face = predictor_lib.Predictor.from_workdir(str(tiny_run[0]), 'face')
   path = export.export(face, str(tmp_path / 'face'), 'saved_model', stage='face')
   got = tf.saved_model.load(path).signatures['serving_default'](images=tf.constant(crops))['probabilities']
   roundoff.assert_within(got.numpy(), face.probabilities(crops), _tolerance(face, crops))
+  path = export.export(face, str(tmp_path / 'face_onnx'), 'onnx', stage='face')
+  roundoff.assert_within(_onnxruntime(path, crops), face.probabilities(crops), _tolerance(face, crops))
 
 
 def test_a_failed_export_leaves_nothing(predictor, tmp_path, monkeypatch):
@@ -115,8 +141,8 @@ def test_a_failed_export_leaves_nothing(predictor, tmp_path, monkeypatch):
   with pytest.raises(RuntimeError, match='conversion of'):
     export.export(predictor, str(tmp_path / 'out'), 'tflite')
   assert os.listdir(tmp_path) == []
-  with pytest.raises(errors.ConfigError, match="--format='onnx'"):
-    export.export(predictor, str(tmp_path / 'x'), 'onnx')
+  with pytest.raises(errors.ConfigError, match="--format='caffe'"):
+    export.export(predictor, str(tmp_path / 'x'), 'caffe')
   (tmp_path / 'file').write_text('')
   with pytest.raises(errors.WorkdirError, match='exists and is not an empty folder'):
     export.export(predictor, str(tmp_path / 'file'), 'saved_model')

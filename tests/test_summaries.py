@@ -71,6 +71,8 @@ def test_a_record_cut_short_ends_the_file(tmp_path):
 
 def test_a_resumed_run_adds_a_file_and_the_reader_keeps_the_newest_value(tmp_path):
   stage_dir = tmp_path / 'b'
+  for _ in range(10):  # the files of this process past the 9th, whose numbers sort as text otherwise ('10' < '9')
+    summaries.SummaryWriter(str(tmp_path / 'others')).close()
   first = summaries.SummaryWriter(str(stage_dir / 'tensorboard'))
   first.write_scalars(2, {'train/loss': 2.0})
   first.write_scalars(4, {'train/loss': 1.5})  # lost with the process: the resumed run logs step 4 again

@@ -1,7 +1,8 @@
-"""A trained net of a workdir, with its preprocessing, as a TensorFlow SavedModel or a TFLite model.
+"""A trained net of a workdir, with its preprocessing, as a TensorFlow SavedModel, a TFLite model or an ONNX model.
 
   python -m fn2en_jax.export --workdir=DIR --format=saved_model --output=OUT [--stage=b] [--fold=i]
   python -m fn2en_jax.export --workdir=DIR --format=tflite --output=OUT
+  python -m fn2en_jax.export --workdir=DIR --format=onnx --output=OUT
 
 The exported function takes uint8 RGB face crops, shape (N, S, S, 3) with S = `config.data.image_size` and any N
 (the batch dimension is polymorphic), and returns {'probabilities': float32 (N, num_classes)}. Inside it does what
@@ -14,6 +15,9 @@ input size, the crop margin and sizes, grey or not): what a deployment needs to 
 
   saved_model: OUT is the SavedModel folder (signature 'serving_default', input 'images');
   tflite:      OUT/model.tflite, converted by tf.lite.TFLiteConverter from that SavedModel.
+  onnx:        OUT/model.onnx (opset 18; input 'images', output 'probabilities', batch dimension 'N'), translated
+               from the same function's jaxpr by fn2en_jax/jaxpr_onnx.py (which says why neither jax2onnx nor
+               tf2onnx), for ONNX Runtime or OpenCV's DNN module. Needs `pip install 'fn2en-jax[onnx]'`.
 
 The model is written into a temporary folder beside OUT and moved into place when complete: a failed export leaves
 nothing behind. OUT must not exist, or be empty.
@@ -35,10 +39,11 @@ from absl import flags, logging
 from fn2en_jax import cli, errors
 from fn2en_jax import predictor as predictor_lib
 
-FORMATS = ('saved_model', 'tflite')
+FORMATS = ('saved_model', 'tflite', 'onnx')
 LABELS = 'labels.txt'
 META = 'export.json'
 TFLITE = 'model.tflite'
+ONNX = 'model.onnx'
 # The exported computation runs where the SavedModel is served, which may have another accelerator than the
 # machine that exports it.
 PLATFORMS = ('cpu', 'cuda', 'tpu')
@@ -85,6 +90,17 @@ def _write_tflite(saved_model: str, path: str) -> None:
     f.write(converter.convert())
 
 
+def _write_onnx(predictor: predictor_lib.Predictor, path: str) -> None:
+  from fn2en_jax import jaxpr_onnx  # pylint: disable=import-outside-toplevel
+  size = predictor.spec.image_size
+  model = jaxpr_onnx.convert(lambda images: predictor.forward(predictor.variables, images),
+                             jax.ShapeDtypeStruct((1, size, size, 3), np.uint8),
+                             doc=f'fn2en_jax: uint8 RGB (N, {size}, {size}, 3) -> probabilities of '
+                                 f'{list(predictor.class_names)}')
+  with open(path, 'wb') as f:
+    f.write(model.SerializeToString())
+
+
 def check_output(output: str) -> str:
   """The absolute path of `output`, which must not exist or be an empty folder."""
   output = os.path.abspath(os.path.expanduser(output))
@@ -112,6 +128,8 @@ def export(predictor: predictor_lib.Predictor, output: str, fmt: str, *, stage: 
   try:
     if fmt == 'saved_model':
       _write_saved_model(predictor, staging)
+    elif fmt == 'onnx':
+      _write_onnx(predictor, os.path.join(staging, ONNX))
     else:
       with tempfile.TemporaryDirectory() as saved_model:
         _write_saved_model(predictor, saved_model)
@@ -126,14 +144,14 @@ def export(predictor: predictor_lib.Predictor, output: str, fmt: str, *, stage: 
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  return output if fmt == 'saved_model' else os.path.join(output, TFLITE)
+  return output if fmt == 'saved_model' else os.path.join(output, {'tflite': TFLITE, 'onnx': ONNX}[fmt])
 
 
 def define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'The workdir of a finished run (python -m fn2en_jax.main).')
   flags.DEFINE_enum('stage', 'b', predictor_lib.STAGES, 'Which trained net: b (FN2EN), scratch, or face.')
   flags.DEFINE_integer('fold', None, 'k-fold workdirs: the fold whose net is exported (default: fold 0).')
-  flags.DEFINE_enum('format', 'saved_model', FORMATS, 'saved_model or tflite.')
+  flags.DEFINE_enum('format', 'saved_model', FORMATS, 'saved_model, tflite or onnx.')
   flags.DEFINE_string('output', None, 'A new (or empty) folder for the export.')
 
 

@@ -32,7 +32,8 @@ from tensorboard.util import tensor_util
 
 # TensorBoard reads an events file as TF2 summaries when its first event declares this version.
 FILE_VERSION = 'brain.Event:2'
-# Orders the files one process writes within a second (readers sort the names; the newest value of a step wins).
+# Orders the files one process writes within a second (readers sort the names; the newest value of a step wins),
+# zero-padded so that the names sort as the numbers do.
 _FILES = itertools.count()
 
 
@@ -45,7 +46,7 @@ class SummaryWriter:
     if logdir is not None:
       os.makedirs(logdir, exist_ok=True)
       # The name TensorFlow gives its files: a resumed run adds a file beside the first, and readers merge them.
-      name = f'events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_FILES)}.v2'
+      name = f'events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_FILES):06d}.v2'
       self._records = record_writer.RecordWriter(open(os.path.join(logdir, name), 'wb'))
       self._write(event_pb2.Event(wall_time=time.time(), file_version=FILE_VERSION))
 
