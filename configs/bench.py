@@ -35,6 +35,7 @@ def get_config():
       inference_batches=(1, 64),
       inference_sizes=(224, 96, 48),
       matmul_size=2048,       # the ceiling: an n x n x n matrix product in config.dtype
+      bandwidth_mb=512,       # the other ceiling: x -> 2x over a float32 array this large (beyond every cache)
       pytorch=False,          # also run benchmarks/pytorch_stage_a.py (needs torch) and report JAX/PyTorch
       pytorch_threads=0,      # torch.set_num_threads; 0 = torch's default
   ))

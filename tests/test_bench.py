@@ -33,7 +33,7 @@ def tiny_config(**bench_overrides):
   config.student.update(dict(widths=(4, 4, 8), fc_dim=8))
   config.bench.update(dict(batch_size=4, warmup=1, steps=2, stages=('a', 'b'), pipeline_batches=3,
                            pipeline_source_size=20, inference_batches=(1, 4), inference_sizes=(SIZE,),
-                           matmul_size=128, pytorch=True, pytorch_threads=1))
+                           matmul_size=128, bandwidth_mb=64, pytorch=True, pytorch_threads=1))
   config.bench.update(bench_overrides)
   return config
 
@@ -46,14 +46,23 @@ def results():
 def test_every_row_and_field(results):
   rows = results['rows']
   inference = [f'inference_{SIZE}px_b1', f'inference_{SIZE}px_b4']
-  expected = ['matmul_ceiling', 'a', 'pytorch_a', 'b', 'pytorch_b', 'teacher_forward', 'pipeline', *inference,
-              'matmul_ceiling_end']
+  expected = ['matmul_ceiling', 'bandwidth_ceiling', 'a', 'pytorch_a', 'b', 'pytorch_b', 'teacher_forward',
+              'pipeline', *inference, 'matmul_ceiling_end', 'bandwidth_ceiling_end']
   assert list(rows) == expected
+  ceilings = bench.Ceilings(rows['matmul_ceiling']['gflops_per_s'], rows['bandwidth_ceiling']['gbytes_per_s'])
   for name in ['a', 'b', 'teacher_forward', *inference]:
     r = rows[name]
     for field in ('compile_s', 'step_s', 'images_per_s', 'gflop_per_image', 'gflops_per_s', 'of_ceiling',
+                  'gbyte_per_image', 'gbytes_per_s', 'flop_per_byte', 'of_bandwidth', 'of_bound',
                   'xla_temp_mb', 'xla_args_mb'):
       assert isinstance(r[field], float) and r[field] > 0 and math.isfinite(r[field]), (name, field, r[field])
+    # The roofline, recomputed here from the row's own numbers and the same-run ceilings.
+    intensity = r['gflop_per_image'] / r['gbyte_per_image']
+    assert r['flop_per_byte'] == pytest.approx(intensity)
+    assert r['bound'] == ('memory' if intensity < ceilings.ridge else 'compute')
+    attainable = min(ceilings.gflops_per_s, intensity * ceilings.gbytes_per_s)
+    assert r['of_bound'] == pytest.approx(r['gflops_per_s'] / attainable)
+    assert r['of_bandwidth'] == pytest.approx(r['gbyte_per_image'] * r['images_per_s'] / ceilings.gbytes_per_s)
     assert len(r['times_s']) == 2 and r['step_s'] == statistics.median(r['times_s'])
     assert r['images_per_s'] == pytest.approx(r['images_per_call'] / r['step_s'])
     assert r['peak_mb'] is None  # the CPU backend reports no memory statistics
@@ -64,6 +73,10 @@ def test_every_row_and_field(results):
     assert r['images_per_s'] > 0 and r['jax_over_pytorch'] == pytest.approx(
         rows[name[-1]]['images_per_s'] / r['images_per_s'])
   assert rows['pipeline']['images_per_s'] > 0 and rows['pipeline']['over_slowest_step'] > 0
+  for name in ('bandwidth_ceiling', 'bandwidth_ceiling_end'):
+    r = rows[name]
+    assert r['bytes'] == 2 * 64 * 2**20  # XLA's count: 64 MB read and 64 MB written
+    assert r['gbytes_per_s'] == pytest.approx(r['bytes'] / r['step_s'] / 1e9) and r['gbytes_per_s'] > 0
   assert results['meta']['image_size'] == SIZE and results['meta']['backend'] == 'cpu'
 
 
@@ -115,6 +128,7 @@ def test_command_line_output_and_compare(results, tmp_path):
   new = str(tmp_path / 'new.json')
   cmd = [sys.executable, '-m', 'fn2en_jax.bench', '--config=configs/bench.py', '--config.bench.stages=()',
          '--config.bench.teacher=False', '--config.bench.inference=False', '--config.bench.matmul_size=128',
+         '--config.bench.bandwidth_mb=16',
          '--config.bench.steps=2', f'--config.data.image_size={SIZE}', '--config.bench.pipeline_batches=2',
          '--config.bench.pipeline_source_size=20', '--config.bench.batch_size=4', f'--output={new}']
   done = subprocess.run([*cmd, f'--compare={old}'], cwd=bench.REPO, capture_output=True, text=True, timeout=300)
@@ -122,7 +136,8 @@ def test_command_line_output_and_compare(results, tmp_path):
   assert 'ratios new/old' in done.stdout and '| pipeline |' in done.stdout.split('ratios new/old')[1]
   with open(new) as f:
     written = json.load(f)
-  assert set(written['rows']) == {'matmul_ceiling', 'pipeline', 'matmul_ceiling_end'}
+  assert set(written['rows']) == {'matmul_ceiling', 'bandwidth_ceiling', 'pipeline', 'matmul_ceiling_end',
+                                  'bandwidth_ceiling_end'}
   missing = subprocess.run([*cmd, f'--compare={tmp_path / "nope.json"}'], cwd=bench.REPO, capture_output=True,
                            text=True, timeout=300)
   assert missing.returncode == errors.INPUT

@@ -9,10 +9,16 @@ runs), the teacher's forward pass, the student's inference and the input pipelin
 cost analysis of the compiled program, the achieved FLOP/s and its ratio to the ceiling: an n x n x n matrix product
 in the same dtype, timed the same way in the same run. On a shared machine absolute times drift; the ratios to the
 same-run ceiling (and to PyTorch's step, `--config.bench.pytorch=True`) are what to compare.
+
+Small convolutions are bound by memory, not by the matrix unit, so each row is also placed on a roofline: the bytes
+a call moves (XLA's cost analysis), the second ceiling (x -> 2x over `bandwidth_mb` MB, in the same run), the
+arithmetic intensity (FLOPs per byte), which bound applies (below the ridge, peak FLOP/s over bandwidth: memory),
+and `of_bound`, the fraction of min(peak FLOP/s, intensity x bandwidth) attained.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -50,7 +56,7 @@ PYTORCH_STAGES = ('a', 'b')  # the steps benchmarks/pytorch_stage_a.py reimpleme
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTORCH_SCRIPT = os.path.join(REPO, 'benchmarks', 'pytorch_stage_a.py')
 # Fields of a row that --compare divides; for the *_s ones smaller is better.
-COMPARED = ('compile_s', 'step_s', 'images_per_s', 'gflops_per_s', 'of_ceiling', 'latency_ms_per_image')
+COMPARED = ('compile_s', 'step_s', 'images_per_s', 'gflops_per_s', 'of_ceiling', 'of_bound', 'latency_ms_per_image')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -83,6 +89,15 @@ def flops_of(compiled) -> float:
   return float(analysis.get('flops', 0.0)) if analysis else 0.0
 
 
+def bytes_of(compiled) -> float:
+  """Bytes one call reads and writes, by XLA's HLO cost analysis: every fused op's operands and results once, so
+  an upper estimate of the memory traffic where caches keep a tensor between ops."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float(analysis.get('bytes accessed', 0.0)) if analysis else 0.0
+
+
 def memory_of(compiled) -> dict:
   """XLA's plan for the program (temporaries, arguments, outputs) and the device's measured peak, where reported."""
   out = {'xla_temp_mb': None, 'xla_args_mb': None, 'peak_mb': None}
@@ -98,12 +113,38 @@ def memory_of(compiled) -> dict:
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Ceilings:
+  """The machine's two bounds, measured in the same run: the matrix unit's FLOP/s and memory's bytes/s."""
+  gflops_per_s: float
+  gbytes_per_s: float
+
+  @property
+  def ridge(self) -> float:
+    """FLOPs per byte where the two bounds meet: a program doing fewer per byte is bound by memory."""
+    return self.gflops_per_s / self.gbytes_per_s
+
+
+def roofline(flops: float, nbytes: float, step_s: float, ceilings: Ceilings) -> dict:
+  """Where a program sits on the roofline: its arithmetic intensity, which bound applies to it, and the fraction
+  of that bound it attains (attainable = min(peak FLOP/s, intensity x bandwidth))."""
+  if not (flops > 0 and nbytes > 0 and step_s > 0):
+    return dict(flop_per_byte=None, bound=None, of_bound=None, of_bandwidth=None, gbytes_per_s=None)
+  intensity = flops / nbytes
+  attainable = min(ceilings.gflops_per_s, intensity * ceilings.gbytes_per_s)
+  gbytes_per_s = nbytes / step_s / 1e9
+  return dict(flop_per_byte=intensity, bound='memory' if intensity < ceilings.ridge else 'compute',
+              of_bound=flops / step_s / 1e9 / attainable, of_bandwidth=gbytes_per_s / ceilings.gbytes_per_s,
+              gbytes_per_s=gbytes_per_s)
+
+
 def row(kind: str, *, compile_s: float, step_s: float, times: list[float], images: int, flops: float,
-        ceiling: float, memory: dict, **extra) -> dict:
+        nbytes: float, ceilings: Ceilings, memory: dict, **extra) -> dict:
   gflops_per_s = flops / step_s / 1e9 if step_s > 0 else 0.0
   return dict(kind=kind, compile_s=compile_s, step_s=step_s, times_s=times, images_per_call=images,
               images_per_s=images / step_s, gflop_per_image=flops / images / 1e9, gflops_per_s=gflops_per_s,
-              of_ceiling=gflops_per_s / ceiling if ceiling else None, **memory, **extra)
+              of_ceiling=gflops_per_s / ceilings.gflops_per_s, gbyte_per_image=nbytes / images / 1e9,
+              **roofline(flops, nbytes, step_s, ceilings), **memory, **extra)
 
 
 def matmul_ceiling(bench: ml_collections.ConfigDict, dtype) -> dict:
@@ -116,6 +157,18 @@ def matmul_ceiling(bench: ml_collections.ConfigDict, dtype) -> dict:
   flops = 2.0 * n ** 3
   return dict(kind='ceiling', n=n, compile_s=compile_s, step_s=step_s, times_s=times, gflops_per_s=flops / step_s / 1e9,
               xla_flops=flops_of(compiled))
+
+
+def bandwidth_ceiling(bench: ml_collections.ConfigDict) -> dict:
+  """The device's attainable memory bandwidth: x -> 2 x over a float32 array of `bandwidth_mb` MB (far beyond the
+  caches), timed like the steps; the bytes are XLA's count (each element read once and written once)."""
+  n = bench.bandwidth_mb * 2**20 // 4
+  x = jnp.ones((n,), jnp.float32)
+  compiled, compile_s = compile_timed(jax.jit(lambda v: v * 2), x)
+  step_s, times = median_seconds(lambda: compiled(x), warmup=bench.warmup, steps=bench.steps)
+  nbytes = bytes_of(compiled)
+  return dict(kind='ceiling', mb=bench.bandwidth_mb, compile_s=compile_s, step_s=step_s, times_s=times,
+              bytes=nbytes, gbytes_per_s=nbytes / step_s / 1e9)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -184,7 +237,7 @@ class Setup:
     return state, classification.step_for(stage_cfg), self.batch(), None
 
 
-def bench_train_stage(setup: Setup, name: str, ceiling: float) -> dict:
+def bench_train_stage(setup: Setup, name: str, ceilings: Ceilings) -> dict:
   bench = setup.config.bench
   state, step, batch, aux = setup.stage(name)
   state = parallel.replicate(state, setup.mesh)
@@ -200,10 +253,11 @@ def bench_train_stage(setup: Setup, name: str, ceiling: float) -> dict:
   metrics = jax.device_get(call()[1])
   finite = all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(metrics))
   return row('train', compile_s=compile_s, step_s=step_s, times=times, images=bench.batch_size,
-             flops=flops_of(compiled), ceiling=ceiling, memory=memory_of(compiled), finite_metrics=finite)
+             flops=flops_of(compiled), nbytes=bytes_of(compiled), ceilings=ceilings, memory=memory_of(compiled),
+             finite_metrics=finite)
 
 
-def bench_teacher(setup: Setup, ceiling: float) -> dict:
+def bench_teacher(setup: Setup, ceilings: Ceilings) -> dict:
   bench, config = setup.config.bench, setup.config
   tap_shape = setup.tap_shape()
   forward = jax.jit(functools.partial(stage_a.teacher_map, setup.teacher, tap=config.teacher.tap,
@@ -212,10 +266,10 @@ def bench_teacher(setup: Setup, ceiling: float) -> dict:
   compiled, compile_s = compile_timed(forward, setup.teacher_vars, images)
   step_s, times = median_seconds(lambda: compiled(setup.teacher_vars, images), warmup=bench.warmup, steps=bench.steps)
   return row('forward', compile_s=compile_s, step_s=step_s, times=times, images=bench.batch_size,
-             flops=flops_of(compiled), ceiling=ceiling, memory=memory_of(compiled))
+             flops=flops_of(compiled), nbytes=bytes_of(compiled), ceilings=ceilings, memory=memory_of(compiled))
 
 
-def bench_inference(setup: Setup, ceiling: float) -> dict[str, dict]:
+def bench_inference(setup: Setup, ceilings: Ceilings) -> dict[str, dict]:
   """The student's logits (eval mode), latency per image at each batch size and input size."""
   bench, config = setup.config.bench, setup.config
   model = student(config, bench.num_classes)
@@ -228,7 +282,7 @@ def bench_inference(setup: Setup, ceiling: float) -> dict[str, dict]:
       compiled, compile_s = compile_timed(forward, variables, images)
       step_s, times = median_seconds(lambda: compiled(variables, images), warmup=bench.warmup, steps=bench.steps)
       r = row('inference', compile_s=compile_s, step_s=step_s, times=times, images=batch,
-              flops=flops_of(compiled), ceiling=ceiling, memory=memory_of(compiled))
+              flops=flops_of(compiled), nbytes=bytes_of(compiled), ceilings=ceilings, memory=memory_of(compiled))
       r['latency_ms_per_image'] = step_s / batch * 1e3
       rows[f'inference_{size}px_b{batch}'] = r
   return rows
@@ -280,6 +334,9 @@ def bench_pytorch(config: ml_collections.ConfigDict, jax_rows: dict, stage: str)
     result['gflop_per_image'] = mine['gflop_per_image']
     result['gflops_per_s'] = mine['gflop_per_image'] * result['images_per_s']
     result['of_ceiling'] = mine['of_ceiling'] * result['images_per_s'] / mine['images_per_s']
+    if mine['of_bound'] is not None:  # the same bound, at PyTorch's speed
+      result['bound'] = mine['bound']
+      result['of_bound'] = mine['of_bound'] * result['images_per_s'] / mine['images_per_s']
     result['jax_over_pytorch'] = mine['images_per_s'] / result['images_per_s']
   return {f'pytorch_{stage}': result}
 
@@ -295,21 +352,23 @@ def run(config: ml_collections.ConfigDict, on_row: Callable[[dict], None] = lamb
     raise errors.ConfigError(
         f'config.bench.devices={bench.devices} must divide config.bench.batch_size={bench.batch_size} and be at '
         f'most the {jax.device_count()} devices here', 'change --config.bench.devices or --config.bench.batch_size')
-  if min(bench.steps, bench.warmup + 1, bench.batch_size, bench.matmul_size) < 1:
-    raise errors.ConfigError('config.bench.steps, batch_size and matmul_size must be >= 1 and warmup >= 0',
+  if min(bench.steps, bench.warmup + 1, bench.batch_size, bench.matmul_size, bench.bandwidth_mb) < 1:
+    raise errors.ConfigError('config.bench.steps, batch_size, matmul_size and bandwidth_mb must be >= 1 and warmup >= 0',
                              'fix the field on the command line')
   setup = Setup(config)
   results = {'meta': meta(config), 'rows': {}}
   rows = results['rows']
   ceiling = matmul_ceiling(bench, setup.dtype)
   rows['matmul_ceiling'] = ceiling
-  peak = ceiling['gflops_per_s']
-  print(f'ceiling: {bench.matmul_size}^3 matmul in {config.dtype}: {peak:.1f} GFLOP/s', flush=True)
+  rows['bandwidth_ceiling'] = bandwidth_ceiling(bench)
+  peak = Ceilings(ceiling['gflops_per_s'], rows['bandwidth_ceiling']['gbytes_per_s'])
+  print(f'ceilings: {bench.matmul_size}^3 matmul in {config.dtype}: {peak.gflops_per_s:.1f} GFLOP/s; '
+        f'{bench.bandwidth_mb} MB scaled: {peak.gbytes_per_s:.1f} GB/s (ridge {peak.ridge:.1f} FLOP/byte)', flush=True)
   on_row(results)
   for name in bench.stages:
     rows[name] = bench_train_stage(setup, name, peak)
-    print(f'{name}: {rows[name]["images_per_s"]:.2f} img/s, {rows[name]["of_ceiling"]:.2f} of the ceiling',
-          flush=True)
+    print(f'{name}: {rows[name]["images_per_s"]:.2f} img/s, {rows[name]["of_ceiling"]:.2f} of the matmul ceiling, '
+          f'{rows[name]["of_bound"]:.2f} of its {rows[name]["bound"]} bound', flush=True)
     on_row(results)
     if bench.pytorch and name in PYTORCH_STAGES:  # right after JAX's, so both see about the same load
       rows.update(bench_pytorch(config, rows, name))
@@ -328,6 +387,7 @@ def run(config: ml_collections.ConfigDict, on_row: Callable[[dict], None] = lamb
     on_row(results)
   # The ceiling once more at the end: when the machine is shared its load changes during the run.
   rows['matmul_ceiling_end'] = matmul_ceiling(bench, setup.dtype)
+  rows['bandwidth_ceiling_end'] = bandwidth_ceiling(bench)
   on_row(results)
   return results
 
@@ -355,12 +415,15 @@ def _fmt(value, spec: str) -> str:
 
 def table(results: dict) -> str:
   rows = results['rows']
-  lines = ['| what | compile s | step s | img/s | GFLOP/img | GFLOP/s | of ceiling | ms/img | XLA temp MB | peak MB |',
-           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+  lines = ['| what | compile s | step s | img/s | GFLOP/img | GFLOP/s | of ceiling | GB/s | FLOP/B | bound | of bound '
+           '| ms/img | XLA temp MB | peak MB |',
+           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
   for name, r in rows.items():
     lines.append('| ' + ' | '.join([
         name, _fmt(r.get('compile_s'), '.1f'), _fmt(r.get('step_s'), '.3f'), _fmt(r.get('images_per_s'), '.2f'),
         _fmt(r.get('gflop_per_image'), '.3g'), _fmt(r.get('gflops_per_s'), '.1f'), _fmt(r.get('of_ceiling'), '.2f'),
+        _fmt(r.get('gbytes_per_s'), '.1f'), _fmt(r.get('flop_per_byte'), '.1f'), r.get('bound') or 'n/a',
+        _fmt(r.get('of_bound'), '.2f'),
         _fmt(r.get('latency_ms_per_image'), '.1f'), _fmt(r.get('xla_temp_mb'), '.0f'),
         _fmt(r.get('peak_mb'), '.0f')]) + ' |')
   return '\n'.join(lines)
