@@ -105,6 +105,12 @@ def test_flops_of_one_conv_layer():
     assert bench.flops_of(compiled) == pytest.approx(2 * macs, rel=0.01), padding
 
 
+def test_roofline_figure(results, tmp_path):
+  bench.plot_roofline(results, str(tmp_path / 'roofline.png'))
+  assert (tmp_path / 'roofline.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert (tmp_path / 'roofline.png').stat().st_size > 10_000
+
+
 def test_json_round_trip_and_compare(results, tmp_path):
   path = str(tmp_path / 'bench.json')
   bench.write_json(results, path=path)
@@ -147,3 +153,10 @@ def test_command_line_output_and_compare(results, tmp_path):
 def test_unknown_stage_is_a_config_error():
   with pytest.raises(errors.ConfigError, match='config.bench.stages'):
     bench.run(tiny_config(stages=('a', 'c')))
+
+
+def test_pytorch_rows_only_for_the_teachers_the_reference_has():
+  config = tiny_config()
+  assert bench.pytorch_stages(config) == ('a', 'b')
+  config.teacher.model = 'dlib_resnet'  # benchmarks/pytorch_stage_a.py reimplements VGG teachers only
+  assert bench.pytorch_stages(config) == ('b',)

@@ -52,6 +52,11 @@ def student(config, num_classes, adapter_channels=None):
 
 TRAIN_STAGES = ('face', 'a', 'a_cached', 'b', 'scratch')
 PYTORCH_STAGES = ('a', 'b')  # the steps benchmarks/pytorch_stage_a.py reimplements
+
+
+def pytorch_stages(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The stages benchmarks/pytorch_stage_a.py can reproduce for this config: its stage a has VGG teachers only."""
+  return tuple(s for s in PYTORCH_STAGES if s != 'a' or config.teacher.model == 'vgg_face')
 # The checkout (three levels up from fn2en_jax/commands/bench.py): the PyTorch reference is not part of the package.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTORCH_SCRIPT = os.path.join(REPO, 'benchmarks', 'pytorch_stage_a.py')
@@ -161,11 +166,18 @@ def matmul_ceiling(bench: ml_collections.ConfigDict, dtype) -> dict:
 
 def bandwidth_ceiling(bench: ml_collections.ConfigDict) -> dict:
   """The device's attainable memory bandwidth: x -> 2 x over a float32 array of `bandwidth_mb` MB (far beyond the
-  caches), timed like the steps; the bytes are XLA's count (each element read once and written once)."""
+  caches), in place (the input donated, each call's output the next one's input), timed like the steps; the bytes
+  are XLA's count (each element read once and written once). In place because a fresh output each call times the
+  kernel's zeroing of new pages instead: 3.2 against 20.9 GB/s on 2 AVX2 cores of an AMD EPYC, 2026-12-02."""
   n = bench.bandwidth_mb * 2**20 // 4
-  x = jnp.ones((n,), jnp.float32)
-  compiled, compile_s = compile_timed(jax.jit(lambda v: v * 2), x)
-  step_s, times = median_seconds(lambda: compiled(x), warmup=bench.warmup, steps=bench.steps)
+  holder = [jnp.ones((n,), jnp.float32)]
+  compiled, compile_s = compile_timed(jax.jit(lambda v: v * 2, donate_argnums=0), holder[0])
+
+  def call():
+    holder[0] = compiled(holder[0])
+    return holder[0]
+
+  step_s, times = median_seconds(call, warmup=bench.warmup, steps=bench.steps)
   nbytes = bytes_of(compiled)
   return dict(kind='ceiling', mb=bench.bandwidth_mb, compile_s=compile_s, step_s=step_s, times_s=times,
               bytes=nbytes, gbytes_per_s=nbytes / step_s / 1e9)
@@ -319,7 +331,8 @@ def bench_pytorch(config: ml_collections.ConfigDict, jax_rows: dict, stage: str)
   bench = config.bench
   cmd = [sys.executable, PYTORCH_SCRIPT, f'--stage={stage}', f'--image_size={config.data.image_size}',
          f'--batch_size={bench.batch_size}', f'--widths={",".join(map(str, config.student.widths))}',
-         f'--teacher_width={config.teacher.width}', f'--teacher_tap={config.teacher.tap}',
+         # The teacher only for stage a (b has none: its defaults are never read).
+         *([f'--teacher_width={config.teacher.width}', f'--teacher_tap={config.teacher.tap}'] if stage == 'a' else []),
          f'--fc_dim={config.student.fc_dim}',
          f'--num_classes={bench.num_classes}', f'--warmup={bench.warmup}', f'--steps={bench.steps}',
          f'--lr={config.stage_a.learning_rate}', f'--threads={bench.pytorch_threads}']
@@ -357,6 +370,10 @@ def run(config: ml_collections.ConfigDict, on_row: Callable[[dict], None] = lamb
                              'fix the field on the command line')
   setup = Setup(config)
   results = {'meta': meta(config), 'rows': {}}
+  if bench.pytorch and 'a' in bench.stages and 'a' not in pytorch_stages(config):
+    results['meta']['pytorch_skipped'] = (f'a: benchmarks/pytorch_stage_a.py has VGG teachers only, not '
+                                          f'{config.teacher.model!r}')
+    print(f'no PyTorch row for stage {results["meta"]["pytorch_skipped"]}', flush=True)
   rows = results['rows']
   ceiling = matmul_ceiling(bench, setup.dtype)
   rows['matmul_ceiling'] = ceiling
@@ -370,7 +387,7 @@ def run(config: ml_collections.ConfigDict, on_row: Callable[[dict], None] = lamb
     print(f'{name}: {rows[name]["images_per_s"]:.2f} img/s, {rows[name]["of_ceiling"]:.2f} of the matmul ceiling, '
           f'{rows[name]["of_bound"]:.2f} of its {rows[name]["bound"]} bound', flush=True)
     on_row(results)
-    if bench.pytorch and name in PYTORCH_STAGES:  # right after JAX's, so both see about the same load
+    if bench.pytorch and name in pytorch_stages(config):  # right after JAX's, so both see about the same load
       rows.update(bench_pytorch(config, rows, name))
       on_row(results)
   if bench.teacher:
@@ -466,6 +483,32 @@ def compare(new: dict, old: dict) -> str:
   return '\n'.join(lines)
 
 
+def plot_roofline(results: dict, path: str) -> None:
+  """The roofline of a run: attainable GFLOP/s against FLOPs per byte (log-log), the two same-run ceilings as its
+  roof, each measured row a point at its intensity and achieved GFLOP/s."""
+  from fn2en_jax import results as results_lib  # pylint: disable=import-outside-toplevel
+  plt = results_lib.pyplot()
+  rows = results['rows']
+  ceilings = Ceilings(rows['matmul_ceiling']['gflops_per_s'], rows['bandwidth_ceiling']['gbytes_per_s'])
+  points = {name: r for name, r in rows.items() if r.get('flop_per_byte')}
+  intensities = [r['flop_per_byte'] for r in points.values()] + [ceilings.ridge]
+  x = np.geomspace(min(intensities) / 4, max(intensities) * 4, 200)
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  ax.loglog(x, np.minimum(ceilings.gflops_per_s, x * ceilings.gbytes_per_s), 'k-', lw=1.5,
+            label=f'roof: {ceilings.gflops_per_s:.0f} GFLOP/s matmul, {ceilings.gbytes_per_s:.1f} GB/s')
+  for name, r in points.items():
+    ax.loglog(r['flop_per_byte'], r['gflops_per_s'], 'o', label=f"{name}: {r['of_bound']:.2f} of its {r['bound']} bound")
+  ax.set_xlabel('FLOPs per byte (XLA cost analysis)')
+  ax.set_ylabel('GFLOP/s')
+  meta = results['meta']
+  ax.set_title(f"{meta['cpu'] or meta['device']}, {meta['image_size']} px, batch {meta['batch_size']}, "
+               f"{meta['date']}", fontsize=8)
+  ax.legend(fontsize=7, loc='lower right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def write_json(results: dict, *, path: str) -> None:
   workdir_lib.write_json(path, results)  # never a half-written file
 
@@ -488,6 +531,9 @@ def main(argv):
   results = run(FLAGS.config, on_row=functools.partial(write_json, path=FLAGS.output) if FLAGS.output else print_none)
   print(table(results))
   print(headline(results))
+  if FLAGS.roofline:
+    plot_roofline(results, FLAGS.roofline)
+    print(f'roofline: {FLAGS.roofline}')
   if old is not None:
     print(f'\nratios new/old against {FLAGS.compare} ({old["meta"]["date"]}):')
     print(compare(results, old))
@@ -498,4 +544,5 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_file('config', 'configs/bench.py', 'Benchmark config file.', lock_config=True)
   flags.DEFINE_string('output', '', 'Write the results here as JSON.')
   flags.DEFINE_string('compare', '', 'A JSON file of an earlier run: print the ratios new/old.')
+  flags.DEFINE_string('roofline', '', 'Draw the roofline of the run into this PNG file.')
   cli.run_app(main)
