@@ -493,7 +493,7 @@ def plot_roofline(results: dict, path: str) -> None:
   points = {name: r for name, r in rows.items() if r.get('flop_per_byte')}
   intensities = [r['flop_per_byte'] for r in points.values()] + [ceilings.ridge]
   x = np.geomspace(min(intensities) / 4, max(intensities) * 4, 200)
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig, ax = plt.subplots(figsize=(9.5, 4.5))
   ax.loglog(x, np.minimum(ceilings.gflops_per_s, x * ceilings.gbytes_per_s), 'k-', lw=1.5,
             label=f'roof: {ceilings.gflops_per_s:.0f} GFLOP/s matmul, {ceilings.gbytes_per_s:.1f} GB/s')
   for name, r in points.items():
@@ -503,7 +503,7 @@ def plot_roofline(results: dict, path: str) -> None:
   meta = results['meta']
   ax.set_title(f"{meta['cpu'] or meta['device']}, {meta['image_size']} px, batch {meta['batch_size']}, "
                f"{meta['date']}", fontsize=8)
-  ax.legend(fontsize=7, loc='lower right')
+  ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1))  # beside the plot: it hides no point
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
