@@ -16,8 +16,8 @@ How it stays exact:
 - Every equation whose inputs are all constants (the net's parameters, literals) is evaluated here, by JAX, and
   stored as one initializer: BatchNorm's scale and shift, transposed kernels. What runs in the graph is what depends
   on the images.
-- JAX's convolutions and poolings here are NHWC; ONNX's are NCHW: a Transpose on each side (ONNX Runtime fuses the
-  pairs), the kernels transposed once, at export.
+- JAX's convolutions and poolings here are NHWC; ONNX's are NCHW: a Transpose on each side, the kernels transposed
+  once, at export.
 - Nested calls (jit, custom_jvp and custom_vjp rules such as ReLU's and the training layers' own gradients) are
   inlined: inference needs only their primal computation.
 """
@@ -42,8 +42,10 @@ _CALLS = {'jit': 'jaxpr', 'pjit': 'jaxpr', 'closed_call': 'call_jaxpr', 'core_ca
 _ELEMENTWISE = {'add': 'Add', 'sub': 'Sub', 'mul': 'Mul', 'div': 'Div', 'max': 'Max', 'min': 'Min', 'exp': 'Exp',
                 'log': 'Log', 'neg': 'Neg', 'abs': 'Abs', 'sqrt': 'Sqrt', 'tanh': 'Tanh', 'logistic': 'Sigmoid',
                 'erf': 'Erf', 'pow': 'Pow', 'gt': 'Greater', 'lt': 'Less', 'ge': 'GreaterOrEqual',
-                'le': 'LessOrEqual', 'eq': 'Equal', 'and': 'And', 'or': 'Or', 'not': 'Not',
-                'stop_gradient': 'Identity', 'copy': 'Identity', 'copy_p': 'Identity'}
+                'le': 'LessOrEqual', 'eq': 'Equal', 'stop_gradient': 'Identity', 'copy': 'Identity',
+                'copy_p': 'Identity'}
+# JAX's and/or/not are bitwise on integers; ONNX's are logical, on booleans only.
+_LOGICAL = {'and': 'And', 'or': 'Or', 'not': 'Not'}
 
 
 def _onnx():
@@ -57,6 +59,14 @@ def _onnx():
 
 def _is_static(shape) -> bool:
   return all(isinstance(d, (int, np.integer)) for d in shape)
+
+
+def _same_dim(a, b) -> bool:
+  """Whether two (possibly symbolic) dimensions are provably equal."""
+  try:
+    return bool(a == b)
+  except Exception:  # pylint: disable=broad-except  # JAX's InconclusiveDimensionOperation: not provably equal
+    return False
 
 
 class _Graph:
@@ -112,7 +122,7 @@ def _reshape_dims(shape, in_shape) -> list[int]:
   for i, d in enumerate(shape):
     if isinstance(d, (int, np.integer)):
       dims.append(int(d))
-    elif i < len(in_shape) and in_shape[i] is d:
+    elif i < len(in_shape) and _same_dim(in_shape[i], d):
       dims.append(0)
     else:
       dims.append(-1)
@@ -196,8 +206,14 @@ def _slice(graph, eqn, x) -> str:
   p = eqn.params
   starts, limits = p['start_indices'], p['limit_indices']
   in_shape = eqn.invars[0].aval.shape
-  ends = [INT64_MAX if not isinstance(l, (int, np.integer)) or l is in_shape[i] else int(l)
-          for i, l in enumerate(limits)]
+  ends = []
+  for i, limit in enumerate(limits):
+    if isinstance(limit, (int, np.integer)):
+      ends.append(int(limit))
+    elif _same_dim(limit, in_shape[i]):  # the batch, to its end
+      ends.append(INT64_MAX)
+    else:
+      raise NotImplementedError(f'a slice to {limit} of a dimension {in_shape[i]}')
   steps = list(p['strides']) if p['strides'] else [1] * len(starts)
   return graph.node('Slice', [x, graph.ints(starts), graph.ints(ends), graph.ints(range(len(starts))),
                               graph.ints(steps)])
@@ -220,6 +236,10 @@ def _emit(graph, eqn, ins: list[str]) -> list[str]:
   name = eqn.primitive.name
   if name in _ELEMENTWISE:
     return [graph.node(_ELEMENTWISE[name], ins)]
+  if name in _LOGICAL:
+    if eqn.invars[0].aval.dtype != np.bool_:
+      raise NotImplementedError(f'the JAX primitive {name!r} on {eqn.invars[0].aval.dtype} (bitwise)')
+    return [graph.node(_LOGICAL[name], ins)]
   if name == 'convert_element_type':
     return [graph.node('Cast', ins, to=_dtype(graph, eqn.params['new_dtype']))]
   if name == 'rsqrt':

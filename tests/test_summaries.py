@@ -6,6 +6,7 @@ import sys
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl import logging
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
@@ -13,6 +14,16 @@ from tensorboard.util import tensor_util
 from conftest import REPO
 from fn2en_jax.commands import evaluate
 from fn2en_jax.train import summaries
+
+
+@pytest.fixture
+def info_log(caplog):
+  """absl's INFO lines, whatever verbosity an earlier test in this worker left (the commands set WARNING)."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  with caplog.at_level(logging.INFO):
+    yield caplog
+  logging.set_verbosity(verbosity)
 
 
 def _file(directory):
@@ -26,14 +37,13 @@ def _read(directory):
   return events
 
 
-def test_scalars_and_hparams_read_back_by_tensorboard(tmp_path, caplog):
+def test_scalars_and_hparams_read_back_by_tensorboard(tmp_path, info_log):
   writer = summaries.SummaryWriter(str(tmp_path / 'tb'))
   writer.write_hparams({'learning_rate': 1e-3, 'optimizer': 'sgd', 'num_steps': 40, 'nesterov': True})
-  with caplog.at_level(logging.INFO):
-    writer.write_scalars(3, {'train/loss': np.float32(0.1), 'train/accuracy': jnp.asarray(0.25)})
+  writer.write_scalars(3, {'train/loss': np.float32(0.1), 'train/accuracy': jnp.asarray(0.25)})
   writer.write_scalars(7, {'train/loss': 1 / 3, 'validation/num_examples': 16})
   writer.close()
-  assert '[3] train/loss=0.1, train/accuracy=0.25' in caplog.text
+  assert '[3] train/loss=0.1, train/accuracy=0.25' in info_log.text
 
   events = _read(tmp_path / 'tb')
   assert events.file_version == 2.0  # TensorBoard's parse of summaries.FILE_VERSION: TF2 summaries
@@ -85,14 +95,13 @@ def test_a_resumed_run_adds_a_file_and_the_reader_keeps_the_newest_value(tmp_pat
   assert evaluate.training_curves(str(stage_dir)) == {'train/loss': ([2, 4, 6], [2.0, 1.25, 1.0])}
 
 
-def test_without_a_logdir_only_the_log(tmp_path, caplog, monkeypatch):
+def test_without_a_logdir_only_the_log(tmp_path, info_log, monkeypatch):
   monkeypatch.chdir(tmp_path)
   writer = summaries.SummaryWriter(None)
-  with caplog.at_level(logging.INFO):
-    writer.write_scalars(1, {'train/loss': 0.5})
-    writer.write_hparams({'batch_size': 8})
+  writer.write_scalars(1, {'train/loss': 0.5})
+  writer.write_hparams({'batch_size': 8})
   writer.close()
-  assert '[1] train/loss=0.5' in caplog.text and '[hparams] batch_size=8' in caplog.text
+  assert '[1] train/loss=0.5' in info_log.text and '[hparams] batch_size=8' in info_log.text
   assert list(tmp_path.iterdir()) == []
 
 
