@@ -10,10 +10,10 @@ cost analysis of the compiled program, the achieved FLOP/s and its ratio to the 
 in the same dtype, timed the same way in the same run. On a shared machine absolute times drift; the ratios to the
 same-run ceiling (and to PyTorch's step, `--config.bench.pytorch=True`) are what to compare.
 
-Small convolutions are bound by memory, not by the matrix unit, so each row is also placed on a roofline: the bytes
-a call moves (XLA's cost analysis), the second ceiling (x -> 2x over `bandwidth_mb` MB, in the same run), the
-arithmetic intensity (FLOPs per byte), which bound applies (below the ridge, peak FLOP/s over bandwidth: memory),
-and `of_bound`, the fraction of min(peak FLOP/s, intensity x bandwidth) attained.
+Small convolutions may be bound by memory rather than by the matrix unit, so each row is also placed on a roofline:
+the bytes a call moves (XLA's cost analysis), the second ceiling (x -> 2x over `bandwidth_mb` MB, in the same run),
+the arithmetic intensity (FLOPs per byte), which bound applies (below the ridge, peak FLOP/s over bandwidth:
+memory), and `of_bound`, the fraction of min(peak FLOP/s, intensity x bandwidth) attained.
 """
 
 from __future__ import annotations
@@ -53,15 +53,16 @@ def student(config, num_classes, adapter_channels=None):
 TRAIN_STAGES = ('face', 'a', 'a_cached', 'b', 'scratch')
 PYTORCH_STAGES = ('a', 'b')  # the steps benchmarks/pytorch_stage_a.py reimplements
 
-
-def pytorch_stages(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """The stages benchmarks/pytorch_stage_a.py can reproduce for this config: its stage a has VGG teachers only."""
-  return tuple(s for s in PYTORCH_STAGES if s != 'a' or config.teacher.model == 'vgg_face')
 # The checkout (three levels up from fn2en_jax/commands/bench.py): the PyTorch reference is not part of the package.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTORCH_SCRIPT = os.path.join(REPO, 'benchmarks', 'pytorch_stage_a.py')
 # Fields of a row that --compare divides; for the *_s ones smaller is better.
 COMPARED = ('compile_s', 'step_s', 'images_per_s', 'gflops_per_s', 'of_ceiling', 'of_bound', 'latency_ms_per_image')
+
+
+def pytorch_stages(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The stages benchmarks/pytorch_stage_a.py can reproduce for this config: its stage a has VGG teachers only."""
+  return tuple(s for s in PYTORCH_STAGES if s != 'a' or config.teacher.model == 'vgg_face')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -366,7 +367,8 @@ def run(config: ml_collections.ConfigDict, on_row: Callable[[dict], None] = lamb
         f'config.bench.devices={bench.devices} must divide config.bench.batch_size={bench.batch_size} and be at '
         f'most the {jax.device_count()} devices here', 'change --config.bench.devices or --config.bench.batch_size')
   if min(bench.steps, bench.warmup + 1, bench.batch_size, bench.matmul_size, bench.bandwidth_mb) < 1:
-    raise errors.ConfigError('config.bench.steps, batch_size, matmul_size and bandwidth_mb must be >= 1 and warmup >= 0',
+    raise errors.ConfigError('config.bench.steps, batch_size, matmul_size and bandwidth_mb must be >= 1 and warmup '
+                             '>= 0',
                              'fix the field on the command line')
   setup = Setup(config)
   results = {'meta': meta(config), 'rows': {}}
@@ -497,7 +499,8 @@ def plot_roofline(results: dict, path: str) -> None:
   ax.loglog(x, np.minimum(ceilings.gflops_per_s, x * ceilings.gbytes_per_s), 'k-', lw=1.5,
             label=f'roof: {ceilings.gflops_per_s:.0f} GFLOP/s matmul, {ceilings.gbytes_per_s:.1f} GB/s')
   for name, r in points.items():
-    ax.loglog(r['flop_per_byte'], r['gflops_per_s'], 'o', label=f"{name}: {r['of_bound']:.2f} of its {r['bound']} bound")
+    ax.loglog(r['flop_per_byte'], r['gflops_per_s'], 'o',
+              label=f"{name}: {r['of_bound']:.2f} of its {r['bound']} bound")
   ax.set_xlabel('FLOPs per byte (XLA cost analysis)')
   ax.set_ylabel('GFLOP/s')
   meta = results['meta']
