@@ -86,6 +86,8 @@ def test_a_resumed_run_adds_a_file_and_the_reader_keeps_the_newest_value(tmp_pat
   first = summaries.SummaryWriter(str(stage_dir / 'tensorboard'))
   first.write_scalars(2, {'train/loss': 2.0})
   first.write_scalars(4, {'train/loss': 1.5})  # lost with the process: the resumed run logs step 4 again
+  # Readable while the writer is open (TensorBoard follows a run as it trains).
+  assert evaluate.training_curves(str(stage_dir)) == {'train/loss': ([2, 4], [2.0, 1.5])}
   first.close()
   second = summaries.SummaryWriter(str(stage_dir / 'tensorboard'))
   second.write_scalars(4, {'train/loss': 1.25})

@@ -60,6 +60,7 @@ class SummaryWriter:
     now = time.time()
     for tag, value in values.items():
       self._write(event_pb2.Event(wall_time=now, step=int(step), summary=scalar_summary.scalar_pb(tag, value)))
+    self.flush()  # at every log step, so that TensorBoard shows a long run's curves as it trains
 
   def write_hparams(self, hparams: Mapping[str, bool | int | float | str]) -> None:
     logging.info('[hparams] %s', ', '.join(f'{k}={v}' for k, v in sorted(hparams.items())))
