@@ -68,7 +68,8 @@ def test_a_batched_contraction_and_a_broadcast_from_the_batch():
 
   model = jaxpr_onnx.convert(fn, jax.ShapeDtypeStruct((1, 3, 4), np.float32), output_name='y')
   x = np.random.default_rng(3).normal(size=(6, 3, 4)).astype(np.float32)
-  np.testing.assert_allclose(_run(model, x), np.asarray(fn(x)), rtol=1e-5, atol=1e-5)
+  expected, error = roundoff.bound(fn, x)  # the sums in another order, exp by another implementation
+  roundoff.assert_within(_run(model, x), expected, 2 * error)
   assert 'Einsum' in {n.op_type for n in model.graph.node}
 
 
