@@ -1,12 +1,20 @@
-"""The linear probe of any layer of a face net's frozen features, on a config's validation subjects.
+"""The linear probe of a net's frozen features on a config's validation subjects: a converted face net at any tap,
+or what a finished run trained (the fine-tuned face net, or the student's trunk after stage a).
 
   python benchmarks/linear_probe.py --config=configs/ck_plus_48_dlib.py \
       --config.data.manual_dir=$HOME/data/CK+48 --config.teacher.init=$HOME/face_nets/dlib_resnet [--tap=res4]
+  python benchmarks/linear_probe.py --workdir=$HOME/runs/ck48/fold_0 --stage=face --tap=res4
+  python benchmarks/linear_probe.py --workdir=$HOME/runs/ck48/fold_0 --stage=a
 
 The face stage fits this probe on the classifier's input before fine-tuning (`stage_face.linear_probe`, its record
 in the stage's summary); this script asks the same of another tap (`stages/linear_probe.py`, the same code): the
 config's fold, training and validation subjects (`pipeline.splits`), a logistic regression per L2 strength of
 `stage_face.linear_probe_l2`, each one's validation accuracy printed. The test fold is not read.
+
+With `--workdir` it reads that run's config.json and the chosen checkpoint (the best on validation) of `--stage`:
+`face`, the fine-tuned face net at `--tap`; `a`, the student's pool5 (its conv trunk, the adapter left out). This
+is how far stage a's student got in mimicking its teacher: probe `--stage=face --tap=<config.teacher.tap>` beside
+`--stage=a` (FN2EN's stage b starts from the second; its fresh head can at best find what a probe finds).
 """
 
 from __future__ import annotations
@@ -16,27 +24,63 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
+from fn2en_jax import errors, workdir as workdir_lib
 from fn2en_jax.data import pipeline
-from fn2en_jax.models import face_nets
+from fn2en_jax.models import expnet, face_nets
 from fn2en_jax.stages import linear_probe
+from fn2en_jax.train import checkpoint, parallel, state
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'An experiment config (configs/*.py).')
-_TAP = flags.DEFINE_string('tap', 'embedding', 'The face net layer whose features are probed (flattened).')
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'An experiment config (configs/*.py); not with --workdir.')
+_TAP = flags.DEFINE_string('tap', None, 'The face net layer whose features are probed (flattened); default '
+                           'embedding (a converted net) or the run\'s teacher.tap (--stage=face).')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A finished single-fold run (or a fold_<i> folder of a k-fold one).')
+_STAGE = flags.DEFINE_enum('stage', 'face', ('face', 'a'), 'With --workdir: the stage whose trained net is probed.')
+
+
+def trained_net(workdir: str, stage: str, tap: str | None):
+  """(config, apply_fn, variables, tap) of the net `stage` trained in `workdir`, from its chosen checkpoint."""
+  config = workdir_lib.load_config(workdir)
+  stage_dir = os.path.join(workdir, stage)
+  summary = os.path.join(stage_dir, 'summary.json')
+  if not os.path.exists(summary):
+    raise errors.WorkdirError(f'{stage_dir}: stage {stage!r} has not finished in this workdir',
+                              'run it first, or pass the workdir of a run that has it (a fold_<i> folder)')
+  if stage == 'face':
+    with open(summary) as f:
+      num_classes = len(json.load(f)['class_names'])
+    module, tap = face_nets.build(config.teacher, num_classes, jnp.float32), tap or config.teacher.tap
+  else:
+    if tap not in (None, 'pool5'):
+      raise errors.ConfigError(f"--tap={tap}: --stage=a probes the student's pool5", 'leave --tap out')
+    # Only the trunk is read (pool5 needs nothing else; stage a's adapter stays behind, as in stage b).
+    module, tap = expnet.from_config(config, num_classes=1), 'pool5'
+  mesh = parallel.make_mesh(jax.local_devices()[:1])
+  target = state.abstract_variables(module, config.data.image_size, mesh, tap=tap)
+  target = {c: v for c, v in target.items() if c in ('params', 'batch_stats') and v}
+  variables = checkpoint.restore_subset(checkpoint.trained_state_path(stage_dir), target)
+  return config, jax.jit(functools.partial(module.apply, train=False, tap=tap)), variables, tap
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  if bool(_WORKDIR.value) == bool(_CONFIG.value):
+    raise app.UsageError('pass --config (a converted face net) or --workdir (a finished run), one of them')
+  if _WORKDIR.value:
+    config, apply_fn, variables, tap = trained_net(os.path.abspath(os.path.expanduser(_WORKDIR.value)),
+                                                   _STAGE.value, _TAP.value)
+  else:
+    config, tap = _CONFIG.value, _TAP.value or 'embedding'
+    module, variables, _ = face_nets.load(config.teacher.init)
+    apply_fn = jax.jit(functools.partial(module.apply, train=False, tap=tap))
   splits = pipeline.splits(config.data, os.path.abspath(os.path.expanduser(config.data_dir)))
-  module, variables, _ = face_nets.load(config.teacher.init)
-  apply_fn = jax.jit(functools.partial(module.apply, train=False, tap=_TAP.value))
   hp = config.stage_face
   _, record = linear_probe.probe(apply_fn, variables, splits, config.data, l2s=hp.linear_probe_l2,
                                  steps=hp.linear_probe_steps)
-  print(json.dumps({'tap': _TAP.value, **record}, indent=2))
+  print(json.dumps({'tap': tap, 'stage': _STAGE.value if _WORKDIR.value else None, **record}, indent=2))
 
 
 if __name__ == '__main__':
