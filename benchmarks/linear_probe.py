@@ -24,15 +24,12 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from fn2en_jax import errors, workdir as workdir_lib
 from fn2en_jax.data import pipeline
-from fn2en_jax.models import expnet, face_nets
+from fn2en_jax.models import face_nets
 from fn2en_jax.stages import linear_probe
-from fn2en_jax.train import checkpoint, parallel, state
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'An experiment config (configs/*.py); not with --workdir.')
 _TAP = flags.DEFINE_string('tap', None, 'The face net layer whose features are probed (flattened); default '
@@ -41,37 +38,13 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'A finished single-fold run (or 
 _STAGE = flags.DEFINE_enum('stage', 'face', ('face', 'a'), 'With --workdir: the stage whose trained net is probed.')
 
 
-def trained_net(workdir: str, stage: str, tap: str | None):
-  """(config, apply_fn, variables, tap) of the net `stage` trained in `workdir`, from its chosen checkpoint."""
-  config = workdir_lib.load_config(workdir)
-  stage_dir = os.path.join(workdir, stage)
-  summary = os.path.join(stage_dir, 'summary.json')
-  if not os.path.exists(summary):
-    raise errors.WorkdirError(f'{stage_dir}: stage {stage!r} has not finished in this workdir',
-                              'run it first, or pass the workdir of a run that has it (a fold_<i> folder)')
-  if stage == 'face':
-    with open(summary) as f:
-      num_classes = len(json.load(f)['class_names'])
-    module, tap = face_nets.build(config.teacher, num_classes, jnp.float32), tap or config.teacher.tap
-  else:
-    if tap not in (None, 'pool5'):
-      raise errors.ConfigError(f"--tap={tap}: --stage=a probes the student's pool5", 'leave --tap out')
-    # Only the trunk is read (pool5 needs nothing else; stage a's adapter stays behind, as in stage b).
-    module, tap = expnet.from_config(config, num_classes=1), 'pool5'
-  mesh = parallel.make_mesh(jax.local_devices()[:1])
-  target = state.abstract_variables(module, config.data.image_size, mesh, tap=tap)
-  target = {c: v for c, v in target.items() if c in ('params', 'batch_stats') and v}
-  variables = checkpoint.restore_subset(checkpoint.trained_state_path(stage_dir), target)
-  return config, jax.jit(functools.partial(module.apply, train=False, tap=tap)), variables, tap
-
-
 def main(argv):
   del argv
   if bool(_WORKDIR.value) == bool(_CONFIG.value):
     raise app.UsageError('pass --config (a converted face net) or --workdir (a finished run), one of them')
   if _WORKDIR.value:
-    config, apply_fn, variables, tap = trained_net(os.path.abspath(os.path.expanduser(_WORKDIR.value)),
-                                                   _STAGE.value, _TAP.value)
+    workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+    config, apply_fn, variables, tap = linear_probe.trained_net(workdir, _STAGE.value, _TAP.value)
   else:
     config, tap = _CONFIG.value, _TAP.value or 'embedding'
     module, variables, _ = face_nets.load(config.teacher.init)

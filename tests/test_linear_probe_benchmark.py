@@ -1,6 +1,5 @@
 """benchmarks/linear_probe.py on a finished run: the nets it probes are the stages' chosen checkpoints, read strictly."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,13 +12,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from fn2en_jax import errors
+from fn2en_jax.stages import linear_probe
 from fn2en_jax.train import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location('linear_probe_benchmark',
-                                               os.path.join(REPO, 'benchmarks', 'linear_probe.py'))
-probe_benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe_benchmark)
 
 
 def _raw_chosen_params(stage_dir):
@@ -39,7 +35,7 @@ def _assert_read_from(tree, raw):
 
 def test_stage_a_probes_the_student_trunk_of_its_chosen_checkpoint(tiny_run):
   workdir = str(tiny_run[0])
-  config, apply_fn, variables, tap = probe_benchmark.trained_net(workdir, 'a', None)
+  config, apply_fn, variables, tap = linear_probe.trained_net(workdir, 'a', None)
   assert tap == 'pool5' and set(variables['params']) == {'trunk'}  # the adapter stays behind, as in stage b
   raw = _raw_chosen_params(os.path.join(workdir, 'a'))
   _assert_read_from(variables['params']['trunk'], raw['trunk'])
@@ -50,7 +46,7 @@ def test_stage_a_probes_the_student_trunk_of_its_chosen_checkpoint(tiny_run):
 
 def test_face_stage_probes_its_teacher_tap_by_default(tiny_run):
   workdir = str(tiny_run[0])
-  config, apply_fn, variables, tap = probe_benchmark.trained_net(workdir, 'face', None)
+  config, apply_fn, variables, tap = linear_probe.trained_net(workdir, 'face', None)
   assert tap == config.teacher.tap
   raw = _raw_chosen_params(os.path.join(workdir, 'face'))
   assert set(variables['params']) < set(raw)  # the layers up to the tap, not the classifier after it
@@ -60,12 +56,12 @@ def test_face_stage_probes_its_teacher_tap_by_default(tiny_run):
 def test_bad_requests_fail_with_a_remedy(tiny_run, tmp_path):
   workdir = str(tiny_run[0])
   with pytest.raises(errors.ConfigError, match='pool5'):
-    probe_benchmark.trained_net(workdir, 'a', 'res4')
+    linear_probe.trained_net(workdir, 'a', 'res4')
   partial = tmp_path / 'partial'
   partial.mkdir()
   shutil.copy(os.path.join(workdir, 'config.json'), partial / 'config.json')
   with pytest.raises(errors.WorkdirError, match='has not finished'):
-    probe_benchmark.trained_net(str(partial), 'a', None)
+    linear_probe.trained_net(str(partial), 'a', None)
 
 
 def test_command_line_prints_a_validation_accuracy_per_l2(tiny_run):

@@ -16,13 +16,18 @@ the classifier's kernel and bias, so that the net is unchanged otherwise. The te
 from __future__ import annotations
 
 import functools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fn2en_jax import errors, workdir as workdir_lib
 from fn2en_jax.data import pipeline
+from fn2en_jax.models import expnet, face_nets
+from fn2en_jax.train import checkpoint, parallel, state
 
 BATCH = 64
 
@@ -92,3 +97,30 @@ def probe(apply_fn, variables, splits: pipeline.Splits, data_cfg, *, l2s, steps:
   record['l2'] = chosen
   kernel, bias = fits[chosen]
   return {'kernel': kernel, 'bias': bias}, record
+
+
+def trained_net(workdir: str, stage: str, tap: str | None):
+  """(config, apply_fn, variables, tap) of the net `stage` (face or a) trained in `workdir`, from its chosen
+  checkpoint (the best on validation), for `probe` to measure what that stage's features hold: the fine-tuned face
+  net at `tap` (default the teacher's tap), or the student's pool5 after stage a. Used by
+  benchmarks/linear_probe.py; kept here, beside `probe`, so that it is importable without that script's flags."""
+  config = workdir_lib.load_config(workdir)
+  stage_dir = os.path.join(workdir, stage)
+  summary = os.path.join(stage_dir, 'summary.json')
+  if not os.path.exists(summary):
+    raise errors.WorkdirError(f'{stage_dir}: stage {stage!r} has not finished in this workdir',
+                              'run it first, or pass the workdir of a run that has it (a fold_<i> folder)')
+  if stage == 'face':
+    with open(summary) as f:
+      num_classes = len(json.load(f)['class_names'])
+    module, tap = face_nets.build(config.teacher, num_classes, jnp.float32), tap or config.teacher.tap
+  else:
+    if tap not in (None, 'pool5'):
+      raise errors.ConfigError(f"--tap={tap}: --stage=a probes the student's pool5", 'leave --tap out')
+    # Only the trunk is read (pool5 needs nothing else; stage a's adapter stays behind, as in stage b).
+    module, tap = expnet.from_config(config, num_classes=1), 'pool5'
+  mesh = parallel.make_mesh(jax.local_devices()[:1])
+  target = state.abstract_variables(module, config.data.image_size, mesh, tap=tap)
+  target = {c: v for c, v in target.items() if c in ('params', 'batch_stats') and v}
+  variables = checkpoint.restore_subset(checkpoint.trained_state_path(stage_dir), target)
+  return config, jax.jit(functools.partial(module.apply, train=False, tap=tap)), variables, tap
