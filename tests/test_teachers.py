@@ -1,9 +1,11 @@
 """Teachers are a config choice: face -> a -> b runs on tiny synthetic faces with each kind of converted face net
 named by `teacher.init`, the stage-a adapter and the resizing of the teacher map taking up the difference in shape
 (at 80 px, dlib's res3 4x4x16 against the student's 2x2x8: other channels and another size; at the tiny config's
-32 px, VGG's pool5 1x1x32 against the student's 1x1x8: other channels, on the tiny run's own dataset).
+32 px, VGG's pool5 1x1x32 against the student's 1x1x8: other channels, and SFace's conv_12 4x4x32: other channels
+and another size, both on the tiny run's own dataset).
 
-The face nets have random weights but are written by `face_nets.save`, as the converters write them.
+The face nets have random weights (and BatchNorm statistics, where they have BatchNorm) but are written by
+`face_nets.save`, as the converters write them.
 """
 
 import math
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
 import tiny_config
 from fn2en_jax import experiment
@@ -23,6 +26,9 @@ TEACHERS = {
     # dlib's unpadded strided convs need inputs of at least 72 px.
     'dlib_resnet': dict(kwargs=dict(width=1 / 8, input_mean=(122.78, 117.0, 104.3), input_std=256.0), tap='res3',
                         size=80),
+    # SFace's stride-2 convs are padded: any size goes (its dense layer is sized by the one it is saved at).
+    'sface': dict(kwargs=dict(width=1 / 16, input_mean=(127.5, 127.5, 127.5), input_std=128.0), tap='conv_12',
+                  size=32),
 }
 
 
@@ -32,7 +38,11 @@ def save_random_face_net(init: str, model: str, kwargs: dict, size: int) -> None
   rng = np.random.default_rng(0)
   params = {name: jax.tree.map(lambda s: rng.normal(0, 0.1, s.shape).astype(np.float32), layer)
             for name, layer in shapes['params'].items() if name != face_nets.CLASSIFIER[model]}
-  face_nets.save(init, model, kwargs, params, input_size=size)
+  # Running means near 0 and variances near 1, as a trained net's are.
+  stats = {path: (rng.normal(0, 0.1, s.shape) if path[-1] == 'mean' else rng.uniform(0.5, 1.5, s.shape))
+           for path, s in traverse_util.flatten_dict(shapes.get('batch_stats', {})).items()}
+  batch_stats = traverse_util.unflatten_dict({k: v.astype(np.float32) for k, v in stats.items()}) or None
+  face_nets.save(init, model, kwargs, params, input_size=size, batch_stats=batch_stats)
 
 
 @pytest.mark.parametrize('model', sorted(TEACHERS))

@@ -21,13 +21,14 @@ from flax import traverse_util
 
 from fn2en_jax import errors
 from fn2en_jax.models.dlib_resnet import DlibResNet
+from fn2en_jax.models.sface import SFace
 from fn2en_jax.models.vgg_face import VGGFace
 
-MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet}
+MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet, 'sface': SFace}
 # The layer that maps features to classes: dropped when a face net is fine-tuned on another label set.
-CLASSIFIER = {'vgg_face': 'fc8', 'dlib_resnet': 'classifier'}
+CLASSIFIER = {'vgg_face': 'fc8', 'dlib_resnet': 'classifier', 'sface': 'classifier'}
 # The tap the classifier reads (dropout, where there is one, acts only in training): what a linear probe fits.
-CLASSIFIER_INPUT = {'vgg_face': 'fc7', 'dlib_resnet': 'embedding'}
+CLASSIFIER_INPUT = {'vgg_face': 'fc7', 'dlib_resnet': 'embedding', 'sface': 'embedding'}
 META = 'face_net.json'
 PARAMS = 'params'
 
@@ -75,7 +76,7 @@ def model_kwargs(teacher: ml_collections.ConfigDict) -> dict:
   if teacher.model == 'vgg_face':
     return {'width': teacher.width, 'fc_dim': teacher.fc_dim, 'dropout': teacher.dropout,
             'batch_norm': teacher.batch_norm}
-  if teacher.model == 'dlib_resnet':
+  if teacher.model in ('dlib_resnet', 'sface'):
     return {'width': teacher.width}
   raise ValueError(f'teacher.model must be one of {sorted(MODELS)}, got {teacher.model!r}')
 
@@ -84,7 +85,7 @@ def build(teacher: ml_collections.ConfigDict, num_classes: int, dtype: Any, axis
           ) -> nn.Module:
   """The face net `config.teacher` names; with `teacher.init` set, the architecture stored beside its weights.
 
-  `axis_name`: the data-parallel axis that trained BatchNorm statistics (VGG-16-BN) are averaged over, as the
+  `axis_name`: the data-parallel axis that trained BatchNorm statistics (VGG-16-BN, SFace) are averaged over, as the
   student's are; None outside a data-parallel step.
   """
   if teacher.init:
@@ -117,31 +118,44 @@ def _num_classes(model: str, params: dict) -> int:
   return classifier['kernel'].shape[-1] if classifier else 1
 
 
-def check_params(model: str, module: nn.Module, params: dict, input_size: int) -> None:
-  """Raises unless `params` are exactly what `module` creates at `input_size`, the classifier being optional."""
+def _shapes(tree: dict) -> dict:
+  return {'/'.join(k): np.shape(v) for k, v in traverse_util.flatten_dict(tree).items()}
+
+
+def _mismatch(model: str, what: str, input_size: int, want: dict, have: dict) -> ValueError:
+  diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+  return ValueError(f'{model} {what} do not match the module at input {input_size}: '
+                    + ', '.join(f'{k}: expected {want.get(k)}, got {have.get(k)}' for k in diff[:8]))
+
+
+def check_params(model: str, module: nn.Module, params: dict, input_size: int,
+                 batch_stats: dict | None = None) -> None:
+  """Raises unless `params` are exactly what `module` creates at `input_size`, the classifier being optional, and
+  so are `batch_stats` (the BatchNorm statistics) where the module has BatchNorm."""
   images = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
-  expected = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), images)['params']
+  variables = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), images)
+  expected = variables['params']
   if CLASSIFIER[model] not in params:
     expected = {k: v for k, v in expected.items() if k != CLASSIFIER[model]}
-  want = {'/'.join(k): v.shape for k, v in traverse_util.flatten_dict(expected).items()}
-  have = {'/'.join(k): np.shape(v) for k, v in traverse_util.flatten_dict(params).items()}
+  want, have = _shapes(expected), _shapes(params)
   if want != have:
-    diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
-    raise ValueError(f'{model} params do not match the module at input {input_size}: '
-                     + ', '.join(f'{k}: expected {want.get(k)}, got {have.get(k)}' for k in diff[:8]))
+    raise _mismatch(model, 'params', input_size, want, have)
+  want_stats = _shapes(variables.get('batch_stats', {}))
+  if want_stats and not batch_stats:
+    raise ValueError(f'{model} has BatchNorm: its batch_stats must be saved too')
+  if want_stats != _shapes(batch_stats or {}):
+    raise _mismatch(model, 'batch_stats', input_size, want_stats, _shapes(batch_stats or {}))
 
 
 def save(init: str, model: str, model_kwargs: dict, params: dict, input_size: int,
          batch_stats: dict | None = None) -> None:
   """Writes a face net that `build`, the `face` stage and `features` read back; checks it first.
 
-  `batch_stats`: the BatchNorm statistics of a net that has trained ones (VGG-16-BN), saved beside the params.
+  `batch_stats`: the BatchNorm statistics of a net that has them (VGG-16-BN, SFace), saved beside the params.
   """
   params = jax.tree.map(lambda a: np.ascontiguousarray(a, np.float32), params)
   module = MODELS[model](num_classes=_num_classes(model, params), **model_kwargs)
-  check_params(model, module, params, input_size)
-  if model_kwargs.get('batch_norm') and not batch_stats:
-    raise ValueError(f'{model} with batch_norm=True needs its batch_stats saved too')
+  check_params(model, module, params, input_size, batch_stats)
   variables = {'params': params}
   if batch_stats:
     variables['batch_stats'] = jax.tree.map(lambda a: np.ascontiguousarray(a, np.float32), batch_stats)
