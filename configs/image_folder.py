@@ -11,7 +11,7 @@ image_folder --manual_dir=$HOME/data/my_faces --data_dir=$HOME/tensorflow_datase
 options of the build are `config.data.builder_options`, e.g.
 
   --config.data.builder_options.subject_regex='^(?P<subject>[A-Z]+\\d+)-'   # subject = 'AB12' of AB12-happy-3.png
-  --config.data.builder_options.alignment=haar                              # detect and crop the face
+  --config.data.builder_options.alignment=yunet                             # detect and crop the face (or haar)
   --config.data.builder_options.classes=anger,happy,neutral                  # label order; other folders left out
 
 Folds: `data.num_folds` subject folds (`--config.data.fold=-1` runs each and writes kfold.md). With few subjects

@@ -1,6 +1,6 @@
 """Oulu-CASIA, visible light (VL), strong illumination, 6 classes (anger, disgust, fear, happy, sadness, surprise),
 10 subject-independent folds: the last 3 frames of each of the 480 sequences of 80 subjects (1440 faces, cropped by
-OpenCV's Haar cascade at build time). Paper: scratch 76.87, VGG fine-tune 83.26, FN2EN 87.71.
+the YuNet face detector at build time). Paper: scratch 76.87, VGG fine-tune 83.26, FN2EN 87.71.
 
   python -m fn2en_jax.data.build oulu_casia/vl_strong --manual_dir=$HOME/data/oulu_casia \
       --data_dir=$HOME/tensorflow_datasets

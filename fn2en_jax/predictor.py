@@ -4,12 +4,16 @@
   probabilities = predictor(face_crops)            # (N, num_classes); uint8 RGB crops of any size
   faces = predictor.predict_faces(photo)           # [Face(box, label, probabilities)], one per detected face
 
-A face is found by `detect` (OpenCV's frontal Haar cascade; any `image -> boxes` function can replace it), and
-cropped and normalised as the training pipeline fed that workdir's dataset to the net:
+A face is found by `detect` (YuNet, data/yunet.py, unless the dataset was built with Haar-cascade boxes: then the
+Haar cascade, so that a box frames the face as in training; `detector=` takes any `image -> boxes` function, or
+one returning `faces.Detection`s), and cropped and normalised as the training pipeline fed that workdir's dataset
+to the net:
 
-  1. the crop the dataset builder stored: a square around the Haar box grown by the builder's margin, resized to the
+  1. the crop the dataset builder stored: a square around the box grown by the builder's margin, resized to the
      stored image size (both read from the built dataset's metadata in `config.data_dir`; where the dataset does not
-     record them, the Haar builders' margin 0.2 and the size `round(image_size * crop_scale)`);
+     record them, the Haar builders' margin 0.2 and the size `round(image_size * crop_scale)`); for a dataset built
+     with `yunet_eyes` alignment that square turned to level YuNet's eye landmarks, and for one aligned by its own
+     landmarks (CK+) the eyes put where `faces.align_by_eyes` put them;
   2. `data/pipeline.py`'s evaluation preprocessing: resize to `round(image_size * crop_scale)`, centre crop of
      `image_size`;
   3. `model_input`: grey datasets (`GREY_DATASETS`, stored as three equal channels) see grey faces, then RGB is scaled
@@ -26,12 +30,12 @@ predict.py reads photos, videos and a webcam through it; export.py exports its `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import os
 from collections.abc import Callable, Sequence
 
-import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -41,7 +45,7 @@ from PIL import Image
 
 from fn2en_jax import errors, models, stages
 from fn2en_jax import workdir as workdir_lib
-from fn2en_jax.data import build, faces, pipeline
+from fn2en_jax.data import build, faces, pipeline, yunet
 from fn2en_jax.models import expnet, face_nets, preprocess
 from fn2en_jax.train import checkpoint
 
@@ -60,13 +64,38 @@ Box = tuple[int, int, int, int]
 
 # --- Faces ------------------------------------------------------------------------------------------------------
 
-def detect(image: np.ndarray, min_fraction: float = 0.1) -> list[Box]:
-  """Every frontal face in a uint8 RGB image as (x, y, w, h), left to right; faces smaller than `min_fraction` of
-  the shorter side are ignored (at that size they are mostly background false positives)."""
-  grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-  side = max(1, int(min_fraction * min(grey.shape)))
-  boxes = faces.frontal_face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
-  return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda b: (b[0], b[1]))
+def whole(box) -> Box:
+  return tuple(int(round(v)) for v in box)
+
+
+def detect_faces(image: np.ndarray, min_fraction: float = 0.1, *, detector: str = faces.DEFAULT_DETECTOR,
+                 model: str | None = None) -> list[faces.Detection]:
+  """Every face `detector` ('yunet' or 'haar') finds in a uint8 RGB image, left to right, boxes in whole pixels;
+  faces smaller than `min_fraction` of the shorter side are ignored (at that size they are mostly background false
+  positives)."""
+  found = faces.detect_faces(image, detector, min_fraction, model=model)
+  found = [dataclasses.replace(d, box=whole(d.box)) for d in found]
+  return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+
+def detect(image: np.ndarray, min_fraction: float = 0.1, *, detector: str = faces.DEFAULT_DETECTOR,
+           model: str | None = None) -> list[Box]:
+  """The boxes (x, y, w, h) of `detect_faces`."""
+  return [d.box for d in detect_faces(image, min_fraction, detector=detector, model=model)]
+
+
+def detector_for(spec: 'CropSpec', detector: str = 'auto', *, min_fraction: float = 0.1,
+                 model: str | None = None) -> Callable[[np.ndarray], list[faces.Detection]]:
+  """The detector `predict` uses: `detector`, or for 'auto' the one whose boxes the dataset was cropped by (Haar
+  for alignment 'haar', whose boxes are squarer and larger than YuNet's; YuNet otherwise)."""
+  if detector == 'auto':
+    detector = 'haar' if spec.alignment == 'haar' else faces.DEFAULT_DETECTOR
+  if detector not in faces.DETECTORS:
+    raise errors.ConfigError(f'--detector={detector!r}: expected auto or one of {faces.DETECTORS}',
+                             'yunet (the default) or haar (the Haar cascade, needs no model file)')
+  if detector == 'yunet':
+    model = yunet.model_path(model)  # a missing model file is reported now, not at the first photo
+  return functools.partial(detect_faces, min_fraction=min_fraction, detector=detector, model=model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +106,7 @@ class CropSpec:
   resize: int
   image_size: int
   grey: bool
+  alignment: str = 'none'  # the builder's (faces.ALIGNMENTS), as its metadata records it
 
 
 def _dataset_dir(data: ml_collections.ConfigDict, data_dir: str) -> str | None:
@@ -99,7 +129,7 @@ def _dataset_dir(data: ml_collections.ConfigDict, data_dir: str) -> str | None:
 def crop_spec(config: ml_collections.ConfigDict) -> CropSpec:
   data = config.data
   resize = pipeline.resize_for(data)
-  stored_size, margin = resize, DEFAULT_MARGIN
+  stored_size, margin, alignment = resize, DEFAULT_MARGIN, 'none'
   where = _dataset_dir(data, config.data_dir)
   if where is None:
     logging.warning('%s is not built in %s: cropping faces with margin %.2f at %d pixels; the dataset would say '
@@ -113,14 +143,23 @@ def crop_spec(config: ml_collections.ConfigDict) -> CropSpec:
     metadata = os.path.join(where, 'metadata.json')
     if os.path.exists(metadata):
       with open(metadata) as f:
-        margin = float(json.load(f).get('faces', {}).get('margin', margin))
+        recorded = json.load(f).get('faces', {})
+      margin = float(recorded.get('margin', margin))
+      alignment = str(recorded.get('alignment', alignment))
   return CropSpec(stored_size=stored_size, margin=margin, resize=resize, image_size=int(data.image_size),
-                  grey=data.name in GREY_DATASETS)
+                  grey=data.name in GREY_DATASETS, alignment=alignment)
 
 
-def crop_face(image: np.ndarray, box: Box, spec: CropSpec) -> np.ndarray:
-  """The face in `box` as the dataset builder stored it: a square grown by the margin, at the stored size."""
-  return faces.crop_square(image, box, spec.stored_size, spec.margin)
+def crop_face(image: np.ndarray, face: Box | faces.Detection, spec: CropSpec) -> np.ndarray:
+  """The face (a box, or a Detection) as the dataset builder stored it, at the stored size: a square around the
+  box grown by the margin; where the dataset was aligned by eyes and the detector gives them, aligned by them."""
+  if isinstance(face, faces.Detection):
+    if face.landmarks is not None and spec.alignment == 'yunet_eyes':
+      return faces.align_by_eye_landmarks(image, face, spec.stored_size, spec.margin)
+    if face.landmarks is not None and spec.alignment == 'landmarks':
+      return faces.align_by_eyes(image, face.left_eye, face.right_eye, spec.stored_size)
+    face = face.box
+  return faces.crop_square(image, face, spec.stored_size, spec.margin)
 
 
 def prepare(crop: np.ndarray, spec: CropSpec) -> np.ndarray:
@@ -204,20 +243,29 @@ class Predictor:
   """A trained net with its preprocessing: face crops -> class probabilities, and photos -> faces."""
 
   def __init__(self, model, variables: dict, class_names: Sequence[str], spec: CropSpec, *,
-               detector: Callable[[np.ndarray], Sequence[Box]] = detect, batch_size: int = BATCH_SIZE):
+               detector: Callable[[np.ndarray], Sequence[Box | faces.Detection]] | None = None,
+               batch_size: int = BATCH_SIZE):
     self.model, self.variables, self.spec = model, variables, spec
     self.class_names = tuple(class_names)
-    self.detector, self.batch_size = detector, batch_size
+    self.detector = detector_for(spec) if detector is None else detector
+    self.batch_size = batch_size
     self._forward = jax.jit(self.forward)
 
   @classmethod
-  def from_workdir(cls, workdir: str, stage: str = 'b', *, fold: int | None = None, **kwargs) -> 'Predictor':
+  def from_workdir(cls, workdir: str, stage: str = 'b', *, fold: int | None = None, detector=None,
+                   choose_detector: Callable[[CropSpec], Callable] | None = None, **kwargs) -> 'Predictor':
+    """`detector`: as for __init__; or `choose_detector`, a function of the workdir's CropSpec that returns one
+    (`detector_for` with options), so that the detector is known, and its model file found, before the net is
+    loaded."""
     run_dir = resolve_workdir(workdir, fold)
     config = workdir_lib.load_config(run_dir)
     names = class_names(run_dir, stage)
+    spec = crop_spec(config)
+    if detector is None:
+      detector = (choose_detector or detector_for)(spec)
     model = build_model(config, stage, len(names))
     variables = checkpoint.trained_variables(model, config.data.image_size, os.path.join(run_dir, stage))
-    return cls(model, variables, names, crop_spec(config), **kwargs)
+    return cls(model, variables, names, spec, detector=detector, **kwargs)
 
   def forward(self, variables: dict, images: jax.Array) -> jax.Array:
     """The pure function that is exported: uint8 (N, image_size, image_size, 3) -> float32 probabilities."""
@@ -239,11 +287,17 @@ class Predictor:
     return self.probabilities(np.stack([prepare(c, self.spec) for c in crops]) if len(crops) else
                               np.zeros((0, self.spec.image_size, self.spec.image_size, 3), np.uint8))
 
-  def crops(self, image: np.ndarray, boxes: Sequence[Box]) -> list[np.ndarray]:
-    return [prepare(crop_face(image, box, self.spec), self.spec) for box in boxes]
+  def crops(self, image: np.ndarray, found: Sequence[Box | faces.Detection]) -> list[np.ndarray]:
+    return [prepare(crop_face(image, face, self.spec), self.spec) for face in found]
+
+  def find(self, image: np.ndarray) -> tuple[list[Box], list[np.ndarray]]:
+    """The detector's faces in a uint8 RGB photo: their boxes and their prepared crops."""
+    found = list(self.detector(image))
+    boxes = [whole(f.box if isinstance(f, faces.Detection) else f) for f in found]
+    return boxes, self.crops(image, found)
 
   def predict_faces(self, image: np.ndarray) -> list[Face]:
     """Every face the detector finds in a uint8 RGB photo, with its expression."""
-    boxes = list(self.detector(image))
-    probs = self.probabilities(np.stack(self.crops(image, boxes))) if boxes else []
-    return [Face(tuple(box), self.class_names[int(np.argmax(p))], p) for box, p in zip(boxes, probs)]
+    boxes, crops = self.find(image)
+    probs = self.probabilities(np.stack(crops)) if boxes else []
+    return [Face(box, self.class_names[int(np.argmax(p))], p) for box, p in zip(boxes, probs)]

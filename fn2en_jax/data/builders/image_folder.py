@@ -3,7 +3,7 @@
   python -m fn2en_jax.data.build image_folder --manual_dir=DIR --data_dir=DIR [--option=KEY=VALUE ...]
 
 `DIR` holds one folder per class, each with images of any size, grey or colour (PNG, JPEG, BMP, PGM, TIFF). Every
-image is cropped (`alignment`: a centre square, a Haar face box, see data/faces.py) and stored as RGB at
+image is cropped (`alignment`: a centre square, a YuNet or Haar face box, see data/faces.py) and stored as RGB at
 `image_size` square. The subject of an image, which subject-independent folds need, comes from its file name by
 `subject_regex`: by default the leading run of letters and digits before `_` or `.` (`S005_001_00000011.png` ->
 `S005`); a file whose name does not match stops the build before anything is written, naming the file and the regex.
@@ -111,7 +111,8 @@ def make_config(config: str = '', *, manual_dir: str | None, image_size: int = 2
                              'give the stored side in pixels, e.g. 48, 96 or 224')
   if alignment not in faces.ALIGNMENTS:
     raise errors.ConfigError(f'image_folder option alignment={alignment!r} is not one of {faces.ALIGNMENTS}',
-                             "use 'none' (centre square), 'haar' (detected face box)")
+                             "use 'none' (centre square), 'yunet' or 'haar' (a detector's face box), 'yunet_eyes' "
+                             "(YuNet's box turned to level its eye landmarks)")
   values = dict(image_size=image_size, alignment=alignment, margin=margin, subject_regex=subject_regex,
                 classes=_class_names(root, tuple(classes)))
   digest = hashlib.sha256(json.dumps({'root': str(root), **values}, sort_keys=True).encode()).hexdigest()[:10]
