@@ -1,8 +1,8 @@
 """Teachers are a config choice: face -> a -> b runs on tiny synthetic faces with each kind of converted face net
 named by `teacher.init`, the stage-a adapter and the resizing of the teacher map taking up the difference in shape
-(at 80 px, dlib's res3 4x4x16 against the student's 2x2x8: other channels and another size; at the tiny config's
-32 px, VGG's pool5 1x1x32 against the student's 1x1x8: other channels, and SFace's conv_12 4x4x32: other channels
-and another size, both on the tiny run's own dataset).
+(at 80 px, dlib's res3 4x4x16 and FaceNet's block35 7x7x16 against the student's 2x2x8: other channels and another
+size; at the tiny config's 32 px, VGG's pool5 1x1x32 against the student's 1x1x8: other channels, and SFace's
+conv_12 4x4x32: other channels and another size, both on the tiny run's own dataset).
 
 The face nets have random weights (and BatchNorm statistics, where they have BatchNorm) but are written by
 `face_nets.save`, as the converters write them.
@@ -29,6 +29,9 @@ TEACHERS = {
     # SFace's stride-2 convs are padded: any size goes (its dense layer is sized by the one it is saved at).
     'sface': dict(kwargs=dict(width=1 / 16, input_mean=(127.5, 127.5, 127.5), input_std=128.0), tap='conv_12',
                   size=32),
+    # FaceNet's stride-2 layers are all VALID: at least 75 px. block35, its shallowest block tap, keeps stage a's
+    # teacher forward (a compilation of its own) short.
+    'facenet': dict(kwargs=dict(width=1 / 16), tap='block35', size=80),
 }
 
 

@@ -23,8 +23,9 @@ from fn2en_jax.models import face_nets, preprocess
 # this module (the tests); main checks them instead.
 _INIT = flags.DEFINE_string('init', None, 'A face-net directory (python -m fn2en_jax.convert).')
 _TAP = flags.DEFINE_string('tap', None, 'The layer to read (vgg_face: pool1..pool5, fc6, fc7; dlib_resnet: '
-                           'res1..res5, embedding; sface: conv_1..conv_14, embedding; logits where the '
-                           'classifier was kept).')
+                           'res1..res5, embedding; sface: conv_1..conv_14, embedding; facenet: conv2d_1a..'
+                           'conv2d_4b, block35, mixed_6a, block17, mixed_7a, block8, prelogits, embedding; logits '
+                           'where the classifier was kept).')
 _OUTPUT = flags.DEFINE_string('output', None, 'The .npy file to write, shape (images, features).')
 _SIZE = flags.DEFINE_integer('size', None, "Input side in pixels; default the face net's own.")
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Images per forward pass.')

@@ -4,12 +4,13 @@
   python -m fn2en_jax.convert vgg_face --input=vgg_face_dag.pth --output=DIR [--keep_classifier]
   python -m fn2en_jax.convert dlib_resnet --output=DIR [--input=dlib_face_recognition_resnet_model_v1.dat]
   python -m fn2en_jax.convert sface --output=DIR [--input=face_recognition_sface_2021dec_int8bq.onnx]
+  python -m fn2en_jax.convert facenet --output=DIR [--input=graph_final.pb]
 """
 
 from __future__ import annotations
 
 from fn2en_jax import errors
-from fn2en_jax.convert import dlib_resnet, sface, vgg_face
+from fn2en_jax.convert import dlib_resnet, facenet, sface, vgg_face
 from fn2en_jax.models import face_nets
 
 
@@ -43,3 +44,14 @@ def convert_sface(input_path: str | None, output: str) -> None:
   except (ValueError, KeyError) as e:
     raise errors.InputError(f'{path}: not OpenCV Zoo\'s SFace net ({e})', sface.REMEDY) from e
   face_nets.save(output, 'sface', model_kwargs, params, input_size, batch_stats=batch_stats)
+
+
+def convert_facenet(input_path: str | None, output: str) -> None:
+  """Reads and checks the whole file before `output` is written, so a bad file leaves no half-written face net."""
+  path = input_path or facenet.default_path()
+  graph = facenet.read(path)
+  try:
+    params, batch_stats, model_kwargs, input_size = facenet.to_flax(graph)
+  except (ValueError, KeyError) as e:
+    raise errors.InputError(f"{path}: not FaceNet's Inception-ResNet-v1 graph ({e})", facenet.REMEDY) from e
+  face_nets.save(output, 'facenet', model_kwargs, params, input_size, batch_stats=batch_stats)

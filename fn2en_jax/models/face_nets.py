@@ -21,14 +21,16 @@ from flax import traverse_util
 
 from fn2en_jax import errors
 from fn2en_jax.models.dlib_resnet import DlibResNet
+from fn2en_jax.models.facenet import FaceNet
 from fn2en_jax.models.sface import SFace
 from fn2en_jax.models.vgg_face import VGGFace
 
-MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet, 'sface': SFace}
+MODELS = {'vgg_face': VGGFace, 'dlib_resnet': DlibResNet, 'sface': SFace, 'facenet': FaceNet}
 # The layer that maps features to classes: dropped when a face net is fine-tuned on another label set.
-CLASSIFIER = {'vgg_face': 'fc8', 'dlib_resnet': 'classifier', 'sface': 'classifier'}
+CLASSIFIER = {'vgg_face': 'fc8', 'dlib_resnet': 'classifier', 'sface': 'classifier', 'facenet': 'classifier'}
 # The tap the classifier reads (dropout, where there is one, acts only in training): what a linear probe fits.
-CLASSIFIER_INPUT = {'vgg_face': 'fc7', 'dlib_resnet': 'embedding', 'sface': 'embedding'}
+# FaceNet's is its prelogits, as in facenet's own training: its `embedding` is their L2 normalisation.
+CLASSIFIER_INPUT = {'vgg_face': 'fc7', 'dlib_resnet': 'embedding', 'sface': 'embedding', 'facenet': 'prelogits'}
 META = 'face_net.json'
 PARAMS = 'params'
 
@@ -76,7 +78,7 @@ def model_kwargs(teacher: ml_collections.ConfigDict) -> dict:
   if teacher.model == 'vgg_face':
     return {'width': teacher.width, 'fc_dim': teacher.fc_dim, 'dropout': teacher.dropout,
             'batch_norm': teacher.batch_norm}
-  if teacher.model in ('dlib_resnet', 'sface'):
+  if teacher.model in ('dlib_resnet', 'sface', 'facenet'):
     return {'width': teacher.width}
   raise ValueError(f'teacher.model must be one of {sorted(MODELS)}, got {teacher.model!r}')
 
@@ -85,8 +87,8 @@ def build(teacher: ml_collections.ConfigDict, num_classes: int, dtype: Any, axis
           ) -> nn.Module:
   """The face net `config.teacher` names; with `teacher.init` set, the architecture stored beside its weights.
 
-  `axis_name`: the data-parallel axis that trained BatchNorm statistics (VGG-16-BN, SFace) are averaged over, as the
-  student's are; None outside a data-parallel step.
+  `axis_name`: the data-parallel axis that trained BatchNorm statistics (VGG-16-BN, SFace, FaceNet's bottleneck) are
+  averaged over, as the student's are; None outside a data-parallel step.
   """
   if teacher.init:
     meta = read_meta(teacher.init)

@@ -107,8 +107,8 @@ def build(config, teacher, teacher_vars, num_classes: int, rng: jax.Array) -> Bu
   tap_shape = jax.eval_shape(functools.partial(teacher.apply, train=False, tap=tap), teacher_vars, images).shape
   if len(tap_shape) != 4:
     raise errors.ConfigError(f'config.teacher.tap={tap!r} is a vector {tap_shape}; stage a regresses a spatial map',
-                             'set --config.teacher.tap to pool1..pool5 (vgg_face), res1..res5 (dlib_resnet) or '
-                             'conv_1..conv_14 (sface)')
+                             'set --config.teacher.tap to pool1..pool5 (vgg_face), res1..res5 (dlib_resnet), '
+                             'conv_1..conv_14 (sface) or conv2d_1a..block8 (facenet)')
   channels = tap_shape[-1]
   adapter = None if channels == config.student.widths[-1] else channels
   student = expnet.from_config(config, num_classes, axis_name=parallel.AXIS, adapter_channels=adapter)
