@@ -48,7 +48,9 @@ def save_random_face_net(init: str, model: str, kwargs: dict, size: int) -> None
   face_nets.save(init, model, kwargs, params, input_size=size, batch_stats=batch_stats)
 
 
-@pytest.mark.parametrize('model', sorted(TEACHERS))
+# FaceNet's case needs about a minute (compiling its 132 convolutions, not their width): the slow tier.
+@pytest.mark.parametrize('model', [pytest.param(m, marks=pytest.mark.slow) if m == 'facenet' else m
+                                   for m in sorted(TEACHERS)])
 def test_face_a_b_with_a_converted_teacher(tmp_path, tiny_run, model):
   size = TEACHERS[model]['size']
   save_random_face_net(str(tmp_path / 'face_net'), model, TEACHERS[model]['kwargs'], size)
