@@ -35,23 +35,22 @@ def convert_dlib_resnet(input_path: str | None, output: str) -> None:
   face_nets.save(output, 'dlib_resnet', model_kwargs, params, net['input']['size'][0])
 
 
-def convert_sface(input_path: str | None, output: str) -> None:
-  """Reads and checks the whole file before `output` is written, so a bad file leaves no half-written face net."""
-  path = input_path or sface.default_path()
-  model = sface.read(path)
+def _convert_released_file(model: str, reader, input_path: str | None, output: str, what: str) -> None:
+  """A face net read from the file a pip package ships (or `input_path`) by `reader` (convert/sface.py,
+  convert/facenet.py: default_path, read, to_flax, REMEDY). The whole file is read and checked before `output` is
+  written, so a bad file leaves no half-written face net."""
+  path = input_path or reader.default_path()
+  source = reader.read(path)
   try:
-    params, batch_stats, model_kwargs, input_size = sface.to_flax(model)
+    params, batch_stats, model_kwargs, input_size = reader.to_flax(source)
   except (ValueError, KeyError) as e:
-    raise errors.InputError(f'{path}: not OpenCV Zoo\'s SFace net ({e})', sface.REMEDY) from e
-  face_nets.save(output, 'sface', model_kwargs, params, input_size, batch_stats=batch_stats)
+    raise errors.InputError(f'{path}: not {what} ({e})', reader.REMEDY) from e
+  face_nets.save(output, model, model_kwargs, params, input_size, batch_stats=batch_stats)
+
+
+def convert_sface(input_path: str | None, output: str) -> None:
+  _convert_released_file('sface', sface, input_path, output, "OpenCV Zoo's SFace net")
 
 
 def convert_facenet(input_path: str | None, output: str) -> None:
-  """Reads and checks the whole file before `output` is written, so a bad file leaves no half-written face net."""
-  path = input_path or facenet.default_path()
-  graph = facenet.read(path)
-  try:
-    params, batch_stats, model_kwargs, input_size = facenet.to_flax(graph)
-  except (ValueError, KeyError) as e:
-    raise errors.InputError(f"{path}: not FaceNet's Inception-ResNet-v1 graph ({e})", facenet.REMEDY) from e
-  face_nets.save(output, 'facenet', model_kwargs, params, input_size, batch_stats=batch_stats)
+  _convert_released_file('facenet', facenet, input_path, output, "FaceNet's Inception-ResNet-v1 graph")
