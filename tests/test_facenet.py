@@ -145,7 +145,8 @@ def test_tf_same_padding_is_tensorflows():
                                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
     assert got.shape == want.shape
     assert got.shape[1] == facenet.output_size(size, kh, stride, padding)
-    # 2 x 3 x 7 = 42 products at most: float32 sums in any order within 1e-5 of values of order 1-10.
+    # At most 2 x 3 x 7 = 42 products of N(0, 1) numbers: a float32 sum in any order is within 42 u sum|terms|
+    # (u = 6e-8; sum|terms| <= ~40 here), ~1e-4; a wrong padding moves outputs by whole terms, O(1).
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4, err_msg=f'{size} {kernel} {stride} {padding}')
   assert facenet.tf_padding(8, 3, 2, 'SAME') == (0, 1) and facenet.tf_padding(9, 3, 2, 'SAME') == (1, 1)
 
